@@ -1,0 +1,76 @@
+"""Every error Noctis raises, in one tree.
+
+::
+
+    NoctisError                 base of everything below; never raised itself
+    ├── NotFound                an unknown finder or dream (the message names the pk)
+    ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
+    │                           wrongly typed location, inverted dates, empty collections
+    ├── DatabaseError           a driver error translated at the database edge
+    │   └── DatabaseUnavailable a transient one (connection lost or refused, too many
+    │                           connections, serialization failure): safe to retry
+    └── AugurError              the notification to Augur did not go through
+        ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
+        │                       the budget ran out
+        └── AugurRejected       any other 4xx: not retried; keeps Augur's status and message
+
+Messages say which object, what is wrong and, when it is not obvious, what to do.
+No message ever contains a password, a token or a URL with credentials.
+"""
+
+from __future__ import annotations
+
+
+class NoctisError(Exception):
+    """Base class of every Noctis error."""
+
+
+class NotFound(NoctisError):
+    """A finder or dream that does not exist."""
+
+    def __init__(self, kind: str, pk: int) -> None:
+        self.kind = kind
+        self.pk = pk
+        super().__init__(f"{kind} {pk} does not exist")
+
+
+class InvalidFinder(NoctisError):
+    """A finder whose location, dates or filters cannot be searched."""
+
+    def __init__(self, pk: int, reason: str) -> None:
+        self.pk = pk
+        self.reason = reason
+        super().__init__(f"ImageryFinder {pk} {reason}")
+
+
+class DatabaseError(NoctisError):
+    """A database failure, translated from the driver's error."""
+
+    retryable: bool = False
+
+
+class DatabaseUnavailable(DatabaseError):
+    """A transient database failure: the same work may succeed when retried."""
+
+    retryable = True
+
+
+class AugurError(NoctisError):
+    """The notification to Augur did not go through."""
+
+    retryable: bool = False
+
+
+class AugurUnavailable(AugurError):
+    """Augur could not be reached or answered with a transient error, after every retry."""
+
+    retryable = True
+
+
+class AugurRejected(AugurError):
+    """Augur refused the notification (a 4xx other than 408, 409 and 429)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        self.status_code = status_code
+        self.augur_message = message
+        super().__init__(f"Augur rejected the notification with HTTP {status_code}: {message}")
