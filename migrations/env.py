@@ -1,0 +1,79 @@
+"""Alembic environment: metadata from the models, URL from Noctis' settings.
+
+A caller may hand over a ready connection in ``config.attributes["connection"]``
+(``noctis db upgrade`` and the migration tests do); otherwise the async engine
+is built from ``ATLAS_DB_*`` / ``ATLAS_DB_URL``. geoalchemy2's alembic helpers
+keep autogenerate from creating spatial indexes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging.config
+
+from alembic import context
+from geoalchemy2 import alembic_helpers
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from noctis.models import Base
+from noctis.settings import get_settings
+
+config = context.config
+if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def _configure(**kwargs: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        include_object=alembic_helpers.include_object,
+        process_revision_directives=alembic_helpers.writer,
+        render_item=alembic_helpers.render_item,
+        compare_type=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def run_migrations_offline() -> None:
+    url = config.attributes.get("url") or get_settings().atlas_url
+    _configure(
+        url=url.render_as_string(hide_password=False) if hasattr(url, "render_as_string") else url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    url = config.attributes.get("url") or get_settings().atlas_url
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+    else:
+        asyncio.run(_run_async())
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,307 @@
+"""Tell Augur that a study's imagery is recorded (or that the study failed), so the study goes on.
+
+``POST {NOCTIS_AUGUR_API_URL}{NOCTIS_AUGUR_NOTIFY_PATH}`` (``{dream_pk}`` filled in) with a
+:class:`Notification` as JSON. ``error`` is omitted on success and required on failure.
+Headers: ``Idempotency-Key`` (the same for every retry of one run and event, see
+:func:`idempotency_key`, so Augur can drop duplicates), ``Authorization: Bearer <token>`` when
+a token is set, ``User-Agent: noctis/<version>``, ``Content-Type: application/json``.
+
+======================================  ==================================================
+Augur's answer                          What :meth:`AugurClient.notify` does
+======================================  ==================================================
+2xx                                     returns a :class:`NotifyReceipt`
+409 (already received)                  returns a receipt with ``duplicate=True``
+408, 429, 5xx, timeout, connection      retried; ``AugurUnavailable`` once the budget is spent
+any other 4xx (and 1xx/3xx)             ``AugurRejected(status, Augur's message)`` at once
+======================================  ==================================================
+
+Retries use exponential backoff with full jitter: ``uniform(0, min(max, base * 2**(n-1)))``
+after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it, capped by the
+backoff max so a confused server cannot park the flow. Retries stop at ``max_attempts`` or when
+the next wait would overrun ``max_retry_seconds`` counted from the first attempt, whichever
+comes first; each attempt's timeout is also cut to the time left, so ``notify`` never runs much
+past the budget. The token is a ``SecretStr``: it is only unwrapped inside the httpx auth flow,
+and scrubbed from any text Augur sends back, so no log, message or repr can carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from noctis import __version__
+from noctis.errors import AugurRejected, AugurUnavailable
+from noctis.settings import DEFAULT_NOTIFY_PATH, Settings
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+MESSAGE_LIMIT = 500  # characters of Augur's answer kept in AugurRejected
+ERROR_LIMIT = 2000  # characters of a failure sent to Augur: a traceback must not cause a 413
+
+
+class NotificationEvent(StrEnum):
+    COMPLETED = "imagery-finder-study.completed"
+    FAILED = "imagery-finder-study.failed"
+
+
+class Notification(BaseModel):
+    """What Augur needs to continue the dream: which study, which run, what was found."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: NotificationEvent
+    dream_pk: int
+    imagery_finder_pk: int
+    flow_run_id: str = Field(min_length=1)  # str(flow_run.id)
+    matched_count: int = Field(default=0, ge=0)
+    new_count: int = Field(default=0, ge=0)
+    coverage: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    error: str | None = None
+
+    @field_validator("error")
+    @classmethod
+    def _truncate_error(cls, value: str | None) -> str | None:
+        return value if value is None or len(value) <= ERROR_LIMIT else value[:ERROR_LIMIT] + "…"
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Self:
+        if (self.event is NotificationEvent.FAILED) != bool(self.error):
+            raise ValueError("error must be set for a failed event, and only for one")
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: every field, ``error`` left out on success."""
+        return self.model_dump(mode="json", exclude={"error"} if self.error is None else set())
+
+
+def idempotency_key(flow_run_id: str | UUID, event: NotificationEvent) -> str:
+    """``noctis:<flow run id>:completed|failed``: a retried or re-sent run keeps its key."""
+    return f"noctis:{flow_run_id}:{NotificationEvent(event).name.lower()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotifyReceipt:
+    status_code: int
+    attempts: int
+    elapsed: float  # seconds, first attempt to answer
+    duplicate: bool  # Augur answered 409: it had this notification already
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    max_retry_seconds: float = 120.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.max_retry_seconds <= 0:
+            raise ValueError("RetryPolicy needs max_attempts >= 1 and max_retry_seconds > 0")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("RetryPolicy backoff_base and backoff_max must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.noctis_augur_max_attempts,
+            max_retry_seconds=settings.noctis_augur_max_retry_seconds,
+            backoff_base=settings.noctis_augur_backoff_base,
+            backoff_max=settings.noctis_augur_backoff_max,
+        )
+
+    def backoff(self, attempt: int, *, jitter: float) -> float:
+        """The wait after failed attempt ``attempt`` (1-based); ``jitter`` in ``[0, 1)``."""
+        return jitter * min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 62))
+
+
+class _Bearer(httpx.Auth):
+    """Unwraps the token only while httpx builds the request: nothing else ever holds it."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        yield request
+
+
+class AugurClient:
+    """Sends notifications to Augur, retrying transient failures; use as ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        notify_path: str = DEFAULT_NOTIFY_PATH,
+        token: SecretStr | None = None,
+        connect_timeout: float,
+        timeout: float,
+        retry: RetryPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        url = httpx.URL(base_url.strip().rstrip("/"))
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError("the Augur URL (NOCTIS_AUGUR_API_URL) must be an http(s) URL")
+        if url.userinfo or url.query or url.fragment:
+            raise ValueError("NOCTIS_AUGUR_API_URL must not hold credentials (use the token)")
+        try:
+            notify_path.format(dream_pk=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("the notify path may only use the {dream_pk} placeholder") from exc
+        self._base_url = str(url).rstrip("/")
+        self._notify_path = "/" + notify_path.lstrip("/")
+        self._token = token
+        self._connect_timeout, self._timeout = connect_timeout, timeout
+        self._retry, self._sleep, self._clock = retry, sleep, clock
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            auth=_Bearer(token) if token is not None else None,
+            headers={"User-Agent": f"noctis/{__version__}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AugurClient:
+        if not settings.augur_enabled:
+            raise ValueError("NOCTIS_AUGUR_API_URL is empty: check settings.augur_enabled first")
+        return cls(
+            base_url=settings.noctis_augur_api_url,
+            notify_path=settings.noctis_augur_notify_path,
+            token=settings.noctis_augur_api_token,
+            connect_timeout=settings.noctis_augur_connect_timeout,
+            timeout=settings.noctis_augur_timeout,
+            retry=RetryPolicy.from_settings(settings),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        token = "**********" if self._token is not None else None
+        return f"AugurClient(base_url={self._base_url!r}, token={token!r}, retry={self._retry!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def notify(self, notification: Notification, *, idempotency_key: str) -> NotifyReceipt:
+        """POST the notification until Augur takes it, refuses it, or the retry budget runs out."""
+        path = self._notify_path.format(dream_pk=notification.dream_pk)
+        what = f"{notification.event} for dream {notification.dream_pk}"
+        headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
+        body = json.dumps(notification.body()).encode()
+        policy, start, attempt = self._retry, self._clock(), 0
+        while True:
+            attempt += 1
+            limit = min(self._timeout, max(start + policy.max_retry_seconds - self._clock(), 0.01))
+            timeout = httpx.Timeout(limit, connect=min(self._connect_timeout, limit))
+            retry_after, error = None, None
+            try:
+                async with asyncio.timeout(limit):
+                    response = await self._http.post(
+                        self._base_url + path, content=body, headers=headers, timeout=timeout
+                    )
+            except (httpx.TransportError, TimeoutError) as exc:
+                error, text = exc, self._scrub(str(exc))
+                cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            else:
+                status = response.status_code
+                if 200 <= status < 300 or status == 409:
+                    elapsed = self._clock() - start
+                    logger.info("Augur took the %s: HTTP %d, %d attempt(s)", what, status, attempt)
+                    return NotifyReceipt(
+                        status_code=status,
+                        attempts=attempt,
+                        elapsed=elapsed,
+                        duplicate=status == 409,
+                    )
+                if status not in RETRYABLE_STATUSES and status < 500:
+                    raise AugurRejected(status, self._scrub(_augur_message(response)))
+                cause = f"HTTP {status}"
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:
+                delay = policy.backoff(attempt, jitter=random.random())  # noqa: S311
+            else:
+                delay = min(retry_after, policy.backoff_max)
+            spent = self._clock() - start
+            if attempt >= policy.max_attempts or spent + delay >= policy.max_retry_seconds:
+                stop = "max attempts reached" if attempt >= policy.max_attempts else "budget spent"
+                raise AugurUnavailable(
+                    f"Augur at {self._base_url}{path} did not take the {what}: {attempt} attempt(s)"
+                    f" over {spent:.2f} s ({stop}, limit {policy.max_attempts} attempts in"
+                    f" {policy.max_retry_seconds:g} s); last cause: {cause}"
+                ) from error
+            logger.warning(
+                "Augur notification (%s) failed, attempt %d/%d: %s; retrying in %.2f s",
+                *(what, attempt, policy.max_attempts, cause, delay),
+            )
+            await self._sleep(delay)
+
+    def _scrub(self, text: str) -> str:
+        """Augur or a proxy may echo the token back; it must not reach a message or a log."""
+        secret = self._token.get_secret_value() if self._token is not None else ""
+        return text.replace(secret, "**********") if secret else text
+
+
+def _augur_message(response: httpx.Response) -> str:
+    """Augur's own words: a JSON ``detail``/``message``/``error``, else the body text."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    found = None
+    if isinstance(data, dict):
+        found = next((data[k] for k in ("detail", "message", "error") if data.get(k)), None)
+    if found is not None:
+        text = found if isinstance(found, str) else json.dumps(found)
+    else:
+        text = response.text.strip() or response.reason_phrase
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+
+
+def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

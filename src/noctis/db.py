@@ -1,0 +1,130 @@
+"""Engines, sessions and the translation of driver errors at the database edge.
+
+Nothing connects at import time. Every factory takes the :class:`Settings` to
+use, so tests, notebooks and flows each pass their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from noctis.errors import DatabaseError, DatabaseUnavailable, NoctisError
+from noctis.settings import Settings
+
+APPLICATION_NAME = "noctis"
+
+# SQLSTATEs after which the same work may succeed: connection exceptions
+# (class 08), serialization failure, deadlock, too many connections, admin or
+# crash shutdown, cannot-connect-now.
+TRANSIENT_SQLSTATES = frozenset(
+    {"40001", "40P01", "53300", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001"}
+)
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """An asyncpg engine for Atlas, with Noctis' session settings.
+
+    ``statement_timeout`` stops a runaway query instead of hanging a worker.
+    ``pool_pre_ping`` replaces connections that died while idle in the pool.
+    """
+    server_settings = {"application_name": APPLICATION_NAME}
+    if settings.atlas_db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.atlas_db_statement_timeout_ms)
+    return create_async_engine(
+        settings.atlas_url,
+        pool_size=pool_size or settings.atlas_db_pool_size,
+        max_overflow=settings.atlas_db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": server_settings,
+            "timeout": settings.atlas_db_connect_timeout,
+        },
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def make_sync_engine(settings: Settings) -> Engine:
+    """A psycopg (synchronous) engine for notebooks and scripts that do not use asyncio."""
+    timeout = settings.atlas_db_statement_timeout_ms
+    options = f"-c statement_timeout={timeout}" if timeout else ""
+    return create_engine(
+        settings.atlas_sync_url,
+        pool_pre_ping=True,
+        connect_args={
+            "application_name": APPLICATION_NAME,
+            "connect_timeout": int(settings.atlas_db_connect_timeout),
+            "options": options,
+        },
+    )
+
+
+@contextlib.contextmanager
+def sync_session(settings: Settings) -> Iterator[Session]:
+    """A synchronous session that rolls back on exit: ``with sync_session(s) as session: ...``."""
+    engine = make_sync_engine(settings)
+    try:
+        with sessionmaker(engine)() as session, session.begin():
+            yield session
+            session.rollback()
+    finally:
+        engine.dispose()
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a driver error is worth retrying (lost connection, deadlock, overload)."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    cause: BaseException | None = error
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if error.orig is not None:
+            cause = error.orig.__cause__ or error.orig
+    if isinstance(cause, asyncpg.PostgresError):
+        return getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES
+    return isinstance(
+        cause,
+        ConnectionError | OSError | TimeoutError | asyncpg.InterfaceError | InterfaceError,
+    ) or isinstance(error, OperationalError | InterfaceError)
+
+
+def translate(error: BaseException, *, doing: str) -> NoctisError:
+    """The project's error for a driver error: ``raise translate(e, doing=...) from e``.
+
+    The message names the operation and the driver's reason, never the URL.
+    """
+    if isinstance(error, NoctisError):
+        return error
+    reason = _reason(error)
+    if is_transient(error):
+        return DatabaseUnavailable(f"Atlas database unavailable while {doing}: {reason}")
+    return DatabaseError(f"Atlas database error while {doing}: {reason}")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        cause = error.orig.__cause__ or error.orig
+        return f"{type(cause).__name__}: {cause}".strip()
+    return f"{type(error).__name__}: {error}".strip()
+
+
+@contextlib.asynccontextmanager
+async def translated(doing: str) -> AsyncIterator[None]:
+    """Translate any driver error raised inside the block (``async with translated("..."):``)."""
+    try:
+        yield
+    except NoctisError:
+        raise
+    except (DBAPIError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+        raise translate(e, doing=doing) from e

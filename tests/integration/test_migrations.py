@@ -1,0 +1,98 @@
+"""The migrations on a real PostGIS: one head, up and down, and the models match the DDL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from geoalchemy2 import alembic_helpers
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import URL
+
+from noctis import migrate
+from noctis.models import Base
+from tests.conftest import _admin, _settings_for
+
+TABLES = {"dream", "imagery_finder", "archive_item", "archive_lookup_item"}
+
+
+@pytest.fixture
+def empty_db(postgis_url: URL) -> Iterator[URL]:
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    with _admin(postgis_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgis_url.set(database=name)
+    finally:
+        with _admin(postgis_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _tables(url: URL) -> set[str]:
+    engine = create_engine(url.set(drivername="postgresql+psycopg"))
+    try:
+        return set(inspect(engine).get_table_names()) - {"spatial_ref_sys"}
+    finally:
+        engine.dispose()
+
+
+def test_has_a_single_head() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config(URL.create("postgresql")))
+    assert len(script.get_heads()) == 1
+
+
+def test_upgrade_on_an_empty_database_creates_exactly_the_schema(empty_db: URL) -> None:
+    migrate.upgrade(_settings_for(empty_db))
+    assert _tables(empty_db) == TABLES | {"alembic_version"}
+    with psycopg.connect(empty_db.set(drivername="postgresql").render_as_string(False)) as conn:
+        extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+        indexes = {
+            r[0]
+            for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")
+        }
+    assert {"postgis", "btree_gist"} <= extensions
+    assert "ix_archive_item_footprint_acquired_at" in indexes
+    # No duplicate spatial index (the pitfall geoalchemy2's alembic helpers avoid).
+    assert not any(i.startswith("idx_") for i in indexes)
+
+
+def test_downgrade_to_base_leaves_no_table(empty_db: URL) -> None:
+    settings = _settings_for(empty_db)
+    migrate.upgrade(settings)
+    migrate.downgrade(settings, "base")
+    assert _tables(empty_db) == {"alembic_version"}
+
+
+def test_every_revision_goes_up_down_and_up_again(empty_db: URL) -> None:
+    settings = _settings_for(empty_db)
+    config = migrate.alembic_config(settings.atlas_url)
+    revisions = list(ScriptDirectory.from_config(config).walk_revisions("base", "heads"))
+    for revision in reversed(revisions):
+        command.upgrade(config, revision.revision)
+        command.downgrade(config, revision.down_revision or "base")
+        command.upgrade(config, revision.revision)
+    assert _tables(empty_db) == TABLES | {"alembic_version"}
+
+
+def test_models_match_the_migrated_ddl(template_url: URL) -> None:
+    engine = create_engine(template_url.set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "include_object": alembic_helpers.include_object,
+                    "compare_type": True,
+                    "target_metadata": Base.metadata,
+                },
+            )
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
