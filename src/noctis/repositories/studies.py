@@ -27,8 +27,8 @@ class LocationReport:
     invalid_reason: str | None
     area_m2: float | None
     """Area on the spheroid (geography), square metres; None unless polygonal and valid."""
-    x_min: float | None
-    x_max: float | None
+    bounds: tuple[float, float, float, float] | None
+    """(x_min, y_min, x_max, y_max), None when empty."""
 
     @property
     def is_point(self) -> bool:
@@ -77,13 +77,15 @@ class ImageryFinderRepository:
             # Only measured when it can be: ST_Area on an invalid polygon is meaningless.
             case((and_(valid, polygonal, ~func.ST_IsEmpty(loc)), area), else_=None),
             func.ST_XMin(loc),
+            func.ST_YMin(loc),
             func.ST_XMax(loc),
+            func.ST_YMax(loc),
         ).where(ImageryFinder.id == pk)
         async with translated(f"inspecting the location of ImageryFinder {pk}"):
             row = (await self._session.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound("ImageryFinder", pk)
-        gtype, srid, empty, is_valid, reason, area_m2, x_min, x_max = row
+        gtype, srid, empty, is_valid, reason, area_m2, *bounds = row
         return LocationReport(
             geometry_type=gtype,
             srid=srid,
@@ -91,6 +93,5 @@ class ImageryFinderRepository:
             is_valid=bool(is_valid),
             invalid_reason=None if is_valid else reason,
             area_m2=area_m2,
-            x_min=x_min,
-            x_max=x_max,
+            bounds=None if empty or bounds[0] is None else tuple(bounds),
         )
