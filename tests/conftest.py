@@ -40,7 +40,7 @@ def postgis_url() -> Iterator[URL]:
         url, origin = server.__enter__()
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
-    print(f"\nPostGIS for the tests: {origin}")  # noqa: T201
+    print(f"\nPostGIS for the tests: {origin}")
     try:
         yield url
     finally:

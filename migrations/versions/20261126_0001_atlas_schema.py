@@ -60,11 +60,11 @@ def upgrade() -> None:
         _created_at(),
         sa.CheckConstraint(
             "start_date IS NULL OR end_date IS NULL OR start_date <= end_date",
-            name="ck_imagery_finder_start_before_end",
+            name=op.f("ck_imagery_finder_start_before_end"),
         ),
         sa.CheckConstraint(
             "max_cloud_cover IS NULL OR max_cloud_cover BETWEEN 0 AND 100",
-            name="ck_imagery_finder_max_cloud_cover_range",
+            name=op.f("ck_imagery_finder_max_cloud_cover_range"),
         ),
         sa.PrimaryKeyConstraint("id", name="pk_imagery_finder"),
     )
@@ -86,11 +86,11 @@ def upgrade() -> None:
         _created_at(),
         sa.CheckConstraint(
             "cloud_cover IS NULL OR cloud_cover BETWEEN 0 AND 100",
-            name="ck_archive_item_cloud_cover_range",
+            name=op.f("ck_archive_item_cloud_cover_range"),
         ),
         sa.CheckConstraint(
             "ST_GeometryType(footprint) IN ('ST_Polygon', 'ST_MultiPolygon')",
-            name="ck_archive_item_footprint_polygonal",
+            name=op.f("ck_archive_item_footprint_polygonal"),
         ),
         sa.PrimaryKeyConstraint("id", name="pk_archive_item"),
         sa.UniqueConstraint("external_id", name="uq_archive_item_external_id"),
@@ -113,7 +113,7 @@ def upgrade() -> None:
         _created_at(),
         sa.CheckConstraint(
             "coverage IS NULL OR coverage BETWEEN 0 AND 1",
-            name="ck_archive_lookup_item_coverage_range",
+            name=op.f("ck_archive_lookup_item_coverage_range"),
         ),
         sa.ForeignKeyConstraint(
             ["dream_id"],
@@ -135,7 +135,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_archive_lookup_item"),
         sa.UniqueConstraint(
-            "dream_id", "imagery_finder_id", "archive_item_id", name="uq_archive_lookup_item_study_item"
+            "dream_id",
+            "imagery_finder_id",
+            "archive_item_id",
+            name="uq_archive_lookup_item_study_item",
         ),
     )
     op.create_index(

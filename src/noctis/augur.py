@@ -20,8 +20,10 @@ after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it, cappe
 backoff max so a confused server cannot park the flow. Retries stop at ``max_attempts`` or when
 the next wait would overrun ``max_retry_seconds`` counted from the first attempt, whichever
 comes first; each attempt's timeout is also cut to the time left, so ``notify`` never runs much
-past the budget. The token is a ``SecretStr``: it is only unwrapped inside the httpx auth flow,
-and scrubbed from any text Augur sends back, so no log, message or repr can carry it.
+past the budget. Each retry is logged at WARNING (attempt n/m, cause, delay).
+
+The token is a ``SecretStr``, unwrapped only in the httpx auth flow (to set the header) and to
+scrub it from any text Augur sends back: no log, message or repr of ours can carry it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from noctis import __version__
 from noctis.errors import AugurRejected, AugurUnavailable
-from noctis.settings import DEFAULT_NOTIFY_PATH, Settings
+from noctis.settings import DEFAULT_NOTIFY_PATH as DEFAULT_NOTIFY_PATH
+from noctis.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class RetryPolicy:
         )
 
     def backoff(self, attempt: int, *, jitter: float) -> float:
-        """The wait after failed attempt ``attempt`` (1-based); ``jitter`` in ``[0, 1)``."""
+        """The wait after failed attempt ``attempt`` (1-based); ``jitter`` in ``[0, 1]``."""
         return jitter * min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 62))
 
 
@@ -231,7 +234,8 @@ class AugurClient:
                         self._base_url + path, content=body, headers=headers, timeout=timeout
                     )
             except (httpx.TransportError, TimeoutError) as exc:
-                error, text = exc, self._scrub(str(exc))
+                text = self._scrub(str(exc))
+                error = exc if text == str(exc) else None  # never chain one quoting the token
                 cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             else:
                 status = response.status_code

@@ -96,3 +96,24 @@ def test_models_match_the_migrated_ddl(template_url: URL) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_constraint_names_match_the_models(template_url: URL) -> None:
+    expected = {
+        c.name
+        for table in Base.metadata.tables.values()
+        for c in table.constraints
+        if c.name is not None
+    }
+    engine = create_engine(template_url.set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT conname FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+                "WHERE t.relname = ANY(%(tables)s)",
+                {"tables": sorted(TABLES)},
+            )
+            actual = {r[0] for r in rows}
+    finally:
+        engine.dispose()
+    assert actual == expected

@@ -1,0 +1,1 @@
+"""Prefect flows. Importing a flow module connects to nothing."""

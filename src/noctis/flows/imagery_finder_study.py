@@ -1,0 +1,229 @@
+"""The ``imagery-finder-study`` flow: match the archive, record it for the dream, tell Augur.
+
+Augur triggers ``imagery-finder-study/default`` with ``imagery_finder_pk`` and
+``dream_pk``. The tasks are thin: the work lives in :mod:`noctis.study` and the
+repositories; this module only sequences it, retries what is transient and
+makes the result visible (an artifact, an event, the Augur notification).
+
+Run it here: ``python -m noctis.flows.imagery_finder_study --imagery-finder-pk 2 --dream-pk 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import get_run_context
+from prefect.events import emit_event
+from pydantic import PositiveInt
+
+from noctis.augur import Notification, NotificationEvent, idempotency_key
+from noctis.db import is_transient
+from noctis.errors import AugurError, NoctisError, NotFound
+from noctis.repositories import LinkResult
+from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
+from noctis.runtime import current_runtime, open_runtime
+from noctis.settings import get_settings
+from noctis.study import CheckedStudy, StudySummary, check_study, link_study, summarise_study
+
+FLOW_NAME = "imagery-finder-study"
+EVENT_NAME = "noctis.imagery-finder.studied"
+
+
+async def _transient_database_error(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a task only when the database failed transiently (lost connection, deadlock)."""
+    error = await state.aresult(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+@task(
+    name="check-study",
+    retries=3,
+    retry_delay_seconds=[1, 4, 10],
+    retry_condition_fn=_transient_database_error,
+    cache_policy=NO_CACHE,
+)
+async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
+    """Load the finder and the dream and check the finder; nothing is written."""
+    async with current_runtime().unit_of_work() as uow:
+        return await check_study(uow, finder_pk=imagery_finder_pk, dream_pk=dream_pk)
+
+
+@task(
+    name="link-matches",
+    retries=3,
+    retry_delay_seconds=[1, 4, 10],
+    retry_condition_fn=_transient_database_error,
+    cache_policy=NO_CACHE,
+)
+async def link(study: CheckedStudy) -> LinkResult:
+    """Record every match for the dream: one set-based statement, one transaction."""
+    async with current_runtime().unit_of_work() as uow:
+        result = await link_study(uow, study)
+    get_run_logger().info(
+        "ImageryFinder %s: %s items matched for Dream %s (%s new)",
+        study.finder_id,
+        result.total,
+        study.dream_id,
+        result.new,
+    )
+    return result
+
+
+@task(
+    name="summarise",
+    retries=3,
+    retry_delay_seconds=[1, 4, 10],
+    retry_condition_fn=_transient_database_error,
+    cache_policy=NO_CACHE,
+)
+async def summarise(study: CheckedStudy) -> StudySummary:
+    async with current_runtime().unit_of_work() as uow:
+        return await summarise_study(uow, study)
+
+
+@task(name="notify-augur", cache_policy=NO_CACHE)
+async def notify(notification: Notification) -> bool:
+    """Tell Augur; the client retries transient failures itself, within its budget."""
+    augur = current_runtime().augur
+    logger = get_run_logger()
+    if augur is None:
+        logger.warning("NOCTIS_AUGUR_API_URL is empty: Augur is not notified")
+        return False
+    receipt = await augur.notify(
+        notification, idempotency_key=idempotency_key(notification.flow_run_id, notification.event)
+    )
+    logger.info(
+        "Augur notified (%s, HTTP %s after %s attempt(s))",
+        notification.event.value,
+        receipt.status_code,
+        receipt.attempts,
+    )
+    return True
+
+
+async def _publish(result: StudyResult, summary: StudySummary) -> None:
+    await acreate_markdown_artifact(
+        markdown=render_markdown(result, summary.top_items),
+        key=artifact_key(result),
+        description=f"ImageryFinder {result.imagery_finder_pk} for Dream {result.dream_pk}",
+    )
+    emit_event(
+        event=EVENT_NAME,
+        resource={
+            "prefect.resource.id": f"noctis.imagery-finder.{result.imagery_finder_pk}",
+            "prefect.resource.name": result.finder_name or f"finder {result.imagery_finder_pk}",
+        },
+        related=[
+            {
+                "prefect.resource.id": f"noctis.dream.{result.dream_pk}",
+                "prefect.resource.role": "dream",
+                "prefect.resource.name": result.dream_name,
+            },
+        ],
+        payload=event_payload(result),
+    )
+
+
+def _flow_run_id() -> str:
+    return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+
+async def _notify_failure(imagery_finder_pk: int, dream_pk: int, error: BaseException) -> None:
+    """Best effort: a study must not wait on a dead run. Never masks the run's own error."""
+    message = str(error) if isinstance(error, NoctisError) else f"{type(error).__name__}: {error}"
+    try:
+        await notify(
+            Notification(
+                event=NotificationEvent.FAILED,
+                dream_pk=dream_pk,
+                imagery_finder_pk=imagery_finder_pk,
+                flow_run_id=_flow_run_id(),
+                error=message or type(error).__name__,
+            )
+        )
+    except Exception as e:
+        get_run_logger().warning("Could not tell Augur that the study failed: %s", e)
+
+
+@flow(
+    name=FLOW_NAME,
+    flow_run_name="finder-{imagery_finder_pk}-dream-{dream_pk}",
+    validate_parameters=True,
+    log_prints=False,
+)
+async def imagery_finder_study(
+    imagery_finder_pk: PositiveInt, dream_pk: PositiveInt
+) -> StudyResult:
+    """Find the archive imagery of an ImageryFinder and record it for a Dream, then tell Augur."""
+    async with open_runtime(get_settings()) as runtime:
+        try:
+            study = await check(imagery_finder_pk, dream_pk)
+        except NotFound as e:
+            if e.kind != "ImageryFinder":
+                await _notify_failure(imagery_finder_pk, dream_pk, e)
+            raise
+        except Exception as e:
+            await _notify_failure(imagery_finder_pk, dream_pk, e)
+            raise
+        try:
+            linked = await link(study)
+            summary = await summarise(study)
+        except Exception as e:
+            await _notify_failure(imagery_finder_pk, dream_pk, e)
+            raise
+        result = StudyResult(
+            imagery_finder_pk=imagery_finder_pk,
+            dream_pk=dream_pk,
+            finder_name=study.finder_name,
+            dream_name=study.dream_name,
+            location_type=study.location_type,
+            start_date=study.window.start_date,
+            end_date=study.window.end_date,
+            window=str(study.window),
+            matched_count=linked.total,
+            new_count=linked.new,
+            coverage=summary.union_coverage,
+            flow_run_id=_flow_run_id(),
+            notified=runtime.augur is not None,
+        )
+        await _publish(result, summary)
+        try:
+            await notify(
+                Notification(
+                    event=NotificationEvent.COMPLETED,
+                    dream_pk=dream_pk,
+                    imagery_finder_pk=imagery_finder_pk,
+                    flow_run_id=_flow_run_id(),
+                    matched_count=linked.total,
+                    new_count=linked.new,
+                    coverage=result.coverage,
+                )
+            )
+        except AugurError:
+            get_run_logger().error(
+                "The matches are recorded (%s items) but Augur was not notified; rerunning the "
+                "study records nothing twice and notifies again",
+                linked.total,
+            )
+            raise
+        return result
+
+
+def main(argv: list[str] | None = None) -> StudyResult:
+    parser = argparse.ArgumentParser(prog="python -m noctis.flows.imagery_finder_study")
+    parser.add_argument("--imagery-finder-pk", type=int, required=True)
+    parser.add_argument("--dream-pk", type=int, required=True)
+    args = parser.parse_args(argv)
+    return asyncio.run(
+        imagery_finder_study(imagery_finder_pk=args.imagery_finder_pk, dream_pk=args.dream_pk)
+    )
+
+
+if __name__ == "__main__":
+    print(main().model_dump_json(indent=2))  # noqa: T201

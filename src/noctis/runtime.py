@@ -1,0 +1,70 @@
+"""What a flow run holds for its tasks: one engine, one Augur client, one settings.
+
+An engine is bound to the event loop that opened its connections, so each flow
+run opens its own and disposes of it at the end: a worker running many flows
+holds no connection between runs. Tasks reach the run's resources through a
+context variable, so no engine or client travels as a task parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from noctis.augur import AugurClient
+from noctis.db import make_engine, make_session_factory
+from noctis.settings import Settings
+from noctis.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    augur: AugurClient | None
+    """None when NOCTIS_AUGUR_API_URL is empty: notifications are skipped."""
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory)
+
+
+_current: ContextVar[Runtime | None] = ContextVar("noctis_runtime", default=None)
+
+# Tests inject a transport here to talk to Augur without patching.
+augur_transport: ContextVar[httpx.AsyncBaseTransport | None] = ContextVar(
+    "noctis_augur_transport", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    engine = make_engine(settings, pool_size=2)
+    augur = (
+        AugurClient.from_settings(settings, transport=augur_transport.get())
+        if settings.augur_enabled
+        else None
+    )
+    runtime = Runtime(settings, engine, make_session_factory(engine), augur)
+    token = _current.set(runtime)
+    try:
+        yield runtime
+    finally:
+        _current.reset(token)
+        try:
+            if augur is not None:
+                await augur.aclose()
+        finally:
+            await engine.dispose()
+
+
+def current_runtime() -> Runtime:
+    runtime = _current.get()
+    if runtime is None:
+        raise RuntimeError("No Noctis runtime: call the task from within a Noctis flow")
+    return runtime
