@@ -1,0 +1,106 @@
+"""The `noctis` CLI and the deployment registration, under Prefect's harness."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+from prefect.client.orchestration import get_client
+from sqlalchemy.engine import URL
+from typer.testing import CliRunner
+
+from noctis.cli import app
+from noctis.deployment import FULL_NAME, register
+from noctis.settings import Settings, get_settings
+from tests.conftest import _admin
+
+runner = CliRunner()
+
+
+def _sync_dsn(settings: Settings) -> str:
+    return settings.atlas_url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _seed(settings: Settings) -> tuple[int, int]:
+    with psycopg.connect(_sync_dsn(settings)) as conn:
+        dream = conn.execute("INSERT INTO dream (name) VALUES ('cli') RETURNING id").fetchone()
+        finder = conn.execute(
+            "INSERT INTO imagery_finder (name, location, start_date, end_date) VALUES "
+            "('cli', ST_GeomFromText('POINT(5 45)', 4326), '2024-01-01', '2024-12-31') "
+            "RETURNING id"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO archive_item (external_id, collection, footprint, acquired_at) VALUES "
+            "('a', 's2', ST_MakeEnvelope(4, 44, 6, 46, 4326), '2024-05-01T10:00Z'),"
+            "('b', 's2', ST_MakeEnvelope(4, 44, 6, 46, 4326), '2025-05-01T10:00Z')"
+        )
+    assert dream is not None and finder is not None
+    return int(finder[0]), int(dream[0])
+
+
+def test_run_json_prints_one_result_object(study_env: Settings) -> None:
+    finder, dream = _seed(study_env)
+    outcome = runner.invoke(
+        app, ["run", "--imagery-finder-pk", str(finder), "--dream-pk", str(dream), "--json"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    result = json.loads(outcome.stdout.strip().splitlines()[-1])
+    assert result["matched_count"] == 1
+    assert result["new_count"] == 1
+    assert result["coverage"] is None  # a point AOI
+    assert result["imagery_finder_pk"] == finder
+
+
+def test_run_of_an_unknown_finder_exits_1_with_the_reason(study_env: Settings) -> None:
+    _, dream = _seed(study_env)
+    outcome = runner.invoke(app, ["run", "--imagery-finder-pk", "9999", "--dream-pk", str(dream)])
+    assert outcome.exit_code == 1
+    assert "ImageryFinder 9999 does not exist" in outcome.output
+
+
+def test_run_refuses_a_non_positive_pk_before_running() -> None:
+    outcome = runner.invoke(app, ["run", "--imagery-finder-pk", "0", "--dream-pk", "1"])
+    assert outcome.exit_code == 2
+    assert "imagery-finder-pk" in outcome.output
+
+
+async def test_deploy_registers_once_on_a_process_pool_with_an_enforced_schema() -> None:
+    pool = f"noctis-pool-{uuid.uuid4().hex[:6]}"
+    first = await register(work_pool=pool)
+    again = await register(work_pool=pool)
+    assert first == again
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(FULL_NAME)
+        work_pool = await client.read_work_pool(pool)
+    assert deployment.id == first
+    assert deployment.work_pool_name == pool
+    assert work_pool.type == "process"
+    assert deployment.enforce_parameter_schema
+    assert deployment.entrypoint == "noctis.flows.imagery_finder_study.imagery_finder_study"
+    schema = deployment.parameter_openapi_schema
+    assert schema is not None
+    assert schema["properties"]["dream_pk"]["exclusiveMinimum"] == 0
+
+
+def test_db_upgrade_migrates_the_configured_database(
+    postgis_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    with _admin(postgis_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = postgis_url.set(database=name).render_as_string(hide_password=False)
+        monkeypatch.setenv("ATLAS_DB_URL", url)
+        get_settings.cache_clear()
+        outcome = runner.invoke(app, ["db", "upgrade"])
+        assert outcome.exit_code == 0, outcome.output
+        with psycopg.connect(postgis_url.set(database=name, drivername="postgresql")
+                             .render_as_string(hide_password=False)) as conn:  # fmt: skip
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert version == ("0001",)
+    finally:
+        get_settings.cache_clear()
+        with _admin(postgis_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
