@@ -68,7 +68,7 @@ class AugurUnavailable(AugurError):
 
 
 class AugurRejected(AugurError):
-    """Augur refused the notification (a 4xx other than 408, 409 and 429)."""
+    """Augur refused the notification (a 4xx other than 408, 409 and 429, or a 1xx/3xx)."""
 
     def __init__(self, status_code: int, message: str) -> None:
         self.status_code = status_code
