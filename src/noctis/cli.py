@@ -121,12 +121,21 @@ def demo(
     map_path: Annotated[Path, typer.Option("--map", help="Where to write the PNG map.")] = Path(
         "noctis-demo-map.png"
     ),
-    city: Annotated[str, typer.Option(help="City at the centre of the demo AOI.")] = "Lyon",
+    city: Annotated[str, typer.Option(help="City at the centre of the demo AOI.")] = "Paris",
 ) -> None:
     """The whole job on a throwaway PostGIS and a synthetic archive, with a map."""
+    from noctis import synthetic
     from noctis.demo import run_demo
+    from noctis.errors import NoctisError
 
-    run_demo(size=size, keep=keep, map_path=map_path, city=city, console=console)
+    if city not in {c.name for c in synthetic.CITIES}:
+        err.print(f"[red]Unknown city {city!r}[/red]; try Paris, Tokyo, New York, Suva")
+        raise typer.Exit(2)
+    try:
+        run_demo(size=size, keep=keep, map_path=map_path, city=city, console=console)
+    except NoctisError as e:
+        err.print(f"[red]noctis demo failed:[/red] {e}", soft_wrap=True)
+        raise typer.Exit(1) from e
 
 
 def main() -> None:  # pragma: no cover - the console script

@@ -176,9 +176,7 @@ class LookupRepository:
         async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
             return float((await self._session.execute(stmt)).scalar_one())
 
-    async def top_items(
-        self, *, finder_id: int, dream_id: int, limit: int = 10
-    ) -> list[StudyItem]:
+    async def top_items(self, *, finder_id: int, dream_id: int, limit: int = 10) -> list[StudyItem]:
         """The study's items by coverage (largest first), then newest."""
         stmt = (
             select(
@@ -200,6 +198,19 @@ class LookupRepository:
         async with translated(f"listing the items of ImageryFinder {finder_id}"):
             rows = (await self._session.execute(stmt)).all()
         return [StudyItem(*row) for row in rows]
+
+    async def footprints(self, *, finder_id: int, dream_id: int, limit: int = 5_000) -> list[bytes]:
+        """The study's footprints as WKB, for maps (the largest coverage first)."""
+        stmt = (
+            select(func.ST_AsBinary(ArchiveItem.footprint))
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(finder_id, dream_id))
+            .order_by(ArchiveLookupItem.coverage.desc().nulls_last(), ArchiveItem.id)
+            .limit(limit)
+        )
+        async with translated(f"reading the footprints of ImageryFinder {finder_id}"):
+            return [bytes(row) for row in (await self._session.scalars(stmt)).all()]
 
     async def count(self, *, finder_id: int, dream_id: int) -> int:
         stmt = select(func.count()).where(*self._study(finder_id, dream_id))
