@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from noctis.errors import InvalidFinder
+from noctis.models import ImageryFinder
 from noctis.repositories import LinkResult, LocationReport, MatchCriteria, StudyItem
 from noctis.unit_of_work import UnitOfWork
 
@@ -85,6 +86,20 @@ def check_location(pk: int, report: LocationReport) -> None:
             )
 
 
+def criteria_for(finder: ImageryFinder, report: LocationReport) -> MatchCriteria:
+    """What the repositories match on, from a finder whose location passed the checks."""
+    window = Window(finder.start_date, finder.end_date)
+    return MatchCriteria(
+        finder_id=finder.id,
+        location=finder.location,
+        start=window.start,
+        end=window.end,
+        max_cloud_cover=finder.max_cloud_cover,
+        collections=tuple(finder.collections) if finder.collections is not None else None,
+        area_m2=report.area_m2 if report.is_polygonal else None,
+    )
+
+
 async def check_study(uow: UnitOfWork, *, finder_pk: int, dream_pk: int) -> CheckedStudy:
     """Load and check the finder and the dream; nothing is written."""
     finder = await uow.finders.get(finder_pk)
@@ -100,15 +115,7 @@ async def check_study(uow: UnitOfWork, *, finder_pk: int, dream_pk: int) -> Chec
         )
     report = await uow.finders.describe_location(finder_pk)
     check_location(finder_pk, report)
-    criteria = MatchCriteria(
-        finder_id=finder.id,
-        location=finder.location,
-        start=window.start,
-        end=window.end,
-        max_cloud_cover=finder.max_cloud_cover,
-        collections=tuple(finder.collections) if finder.collections is not None else None,
-        area_m2=report.area_m2 if report.is_polygonal else None,
-    )
+    criteria = criteria_for(finder, report)
     return CheckedStudy(
         finder_id=finder.id,
         finder_name=finder.name,

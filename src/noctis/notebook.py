@@ -1,0 +1,88 @@
+"""Noctis from a notebook or a script, with or without asyncio.
+
+Async (Jupyter supports top-level ``await``)::
+
+    from noctis.notebook import open_uow
+    async with open_uow() as uow:                  # settings from ATLAS_DB_* / .env
+        finder = await uow.finders.get(7)
+        study = await check_study(uow, finder_pk=7, dream_pk=1)
+        items = await uow.archive.search(study.criteria, limit=20)
+
+Sync (plain Python, or a notebook cell without ``await``)::
+
+    from noctis.notebook import matches
+    rows = matches(finder_pk=7, limit=20)          # a list of ArchiveItem
+
+The sync functions run the async code on a private event loop in a helper
+thread, so they also work inside Jupyter, whose own loop is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from noctis.db import make_engine, make_session_factory
+from noctis.models import ArchiveItem
+from noctis.settings import Settings, get_settings
+from noctis.study import check_location, criteria_for
+from noctis.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def open_uow(settings: Settings | None = None) -> AsyncIterator[UnitOfWork]:
+    """A unit of work on its own engine (disposed on exit); rolls back unless you commit."""
+    engine = make_engine(settings or get_settings(), pool_size=1)
+    try:
+        async with UnitOfWork(make_session_factory(engine)) as uow:
+            yield uow
+    finally:
+        await engine.dispose()
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even where a loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="noctis-run-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+async def finder_matches(
+    finder_pk: int, *, settings: Settings | None = None, limit: int | None = None
+) -> Sequence[ArchiveItem]:
+    """The archive items matching a finder now (newest first); nothing is written."""
+    async with open_uow(settings) as uow:
+        finder = await uow.finders.get(finder_pk)
+        report = await uow.finders.describe_location(finder_pk)
+        check_location(finder_pk, report)
+        criteria = criteria_for(finder, report)
+        items = await uow.archive.search(criteria, limit=limit)
+        uow.session.expunge_all()  # usable after the session closes
+        return items
+
+
+def matches(
+    finder_pk: int, *, settings: Settings | None = None, limit: int | None = None
+) -> Sequence[ArchiveItem]:
+    """:func:`finder_matches` for sync code."""
+    return run_sync(finder_matches(finder_pk, settings=settings, limit=limit))
