@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,11 +111,13 @@ async def test_study_publishes_a_markdown_artifact(
     study_env: Settings, session: AsyncSession
 ) -> None:
     finder, dream = await _seed(session)
-    await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream)
+    result = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream)
+    assert result.flow_run_id is not None
     async with get_client() as client:
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[f"imagery-finder-{finder}-dream-{dream}"])
+                key=ArtifactFilterKey(any_=[f"imagery-finder-{finder}-dream-{dream}"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result.flow_run_id)]),
             )
         )
     assert artifacts, "no artifact with the study's key"
