@@ -102,11 +102,8 @@ class LocalPostgis:
         if self._user is not None:
             entry = pwd.getpwnam(self._user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run(
-            str(self.bindir / "initdb"),
-            "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-            "-E", "UTF8", "--no-locale", "--no-sync",
-        )  # fmt: skip
+        initdb = [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres"]
+        self._run(*initdb, "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
         options = [
             f"-p {self.port or free_port()}",
             f"-k {self.root}",
@@ -120,10 +117,9 @@ class LocalPostgis:
         if self.fast:  # a throwaway cluster needs no durability
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self.port = int(options[0].split()[1])
-        self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
-            str(self.root / "postgres.log"), "-o", " ".join(options), "-w", "-t", "60", "start",
-        )  # fmt: skip
+        pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.datadir)]
+        log = str(self.root / "postgres.log")
+        self._run(*pg_ctl, "-l", log, "-o", " ".join(options), "-w", "-t", "60", "start")
         return self
 
     def stop(self) -> None:
@@ -131,15 +127,21 @@ class LocalPostgis:
             return
         with contextlib.suppress(LocalPostgisUnavailable):
             self._run(
-                str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "immediate",
+                "-w",
                 "stop",
-            )  # fmt: skip
+            )
         shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
 
     def url(self, database: str = "postgres", *, driver: str = "postgresql+asyncpg") -> URL:
-        return URL.create(driver, username="postgres", host="127.0.0.1", port=self.port,
-                          database=database)  # fmt: skip
+        return URL.create(
+            driver, username="postgres", host="127.0.0.1", port=self.port, database=database
+        )
 
     def __enter__(self) -> Self:
         return self.start()

@@ -129,7 +129,10 @@ class ArchiveLookupItem(Base):
     __tablename__ = "archive_lookup_item"
     __table_args__ = (
         UniqueConstraint(
-            "dream_id", "imagery_finder_id", "archive_item_id", name="uq_archive_lookup_item_study_item"
+            "dream_id",
+            "imagery_finder_id",
+            "archive_item_id",
+            name="uq_archive_lookup_item_study_item",
         ),
         CheckConstraint("coverage IS NULL OR coverage BETWEEN 0 AND 1", name="coverage_range"),
         Index("ix_archive_lookup_item_imagery_finder_id", "imagery_finder_id"),
