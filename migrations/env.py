@@ -1,8 +1,9 @@
 """Alembic environment: metadata from the models, URL from Noctis' settings.
 
-A caller may hand over a ready connection in ``config.attributes["connection"]``
-(``noctis db upgrade`` and the migration tests do); otherwise the async engine
-is built from ``ATLAS_DB_*`` / ``ATLAS_DB_URL``. geoalchemy2's alembic helpers
+A caller may hand over a connection or an engine in
+``config.attributes["connection"]`` (pytest-alembic does) or a URL in
+``config.attributes["url"]`` (``noctis db upgrade`` does); otherwise the async
+engine is built from ``ATLAS_DB_*`` / ``ATLAS_DB_URL``. geoalchemy2's alembic helpers
 keep autogenerate from creating spatial indexes twice.
 """
 
@@ -14,7 +15,7 @@ import logging.config
 from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from noctis.models import Base
@@ -66,11 +67,14 @@ async def _run_async() -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-    else:
+    connectable = config.attributes.get("connection")
+    if connectable is None:
         asyncio.run(_run_async())
+    elif isinstance(connectable, Engine):  # pytest-alembic hands over an engine
+        with connectable.connect() as connection:
+            _run(connection)
+    else:
+        _run(connectable)
 
 
 if context.is_offline_mode():
