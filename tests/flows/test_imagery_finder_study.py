@@ -279,3 +279,33 @@ async def test_no_augur_url_skips_the_notification_with_a_warning(
     warnings = [r for r in caplog.records if "NOCTIS_AUGUR_API_URL is empty" in r.getMessage()]
     assert len(warnings) == 1
     _ = Dream  # the dream row stays untouched
+
+
+async def test_study_emits_an_event_with_the_counts_about_the_finder_and_the_dream(
+    study_env: Settings, session: AsyncSession
+) -> None:
+    import asyncio
+
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    finder, dream = await _seed(session)
+    result = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream)
+    run_resource = f"prefect.flow-run.{result.flow_run_id}"
+    found = None
+    async with get_client() as client:
+        for _ in range(50):  # events reach the server asynchronously
+            page = await client.read_events(
+                filter=EventFilter(event=EventNameFilter(name=["noctis.imagery-finder.studied"])),
+                limit=50,  # the server's maximum (the client's default of 100 is refused)
+            )
+            found = next(
+                (e for e in page.events if run_resource in {r.id for r in e.related}), None
+            )
+            if found is not None:
+                break
+            await asyncio.sleep(0.2)
+    assert found is not None, "no noctis.imagery-finder.studied event for this run"
+    assert found.resource.id == f"noctis.imagery-finder.{finder}"
+    assert f"noctis.dream.{dream}" in {r.id for r in found.related}
+    assert found.payload["matched_count"] == 7
+    assert found.payload["new_count"] == 7
