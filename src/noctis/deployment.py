@@ -4,24 +4,62 @@ The deployment's entrypoint is a module path (``noctis.flows.imagery_finder_stud
 a worker built from the Noctis image imports the installed package, nothing is
 pulled. Parameters are enforced by the server against the flow's schema, so a
 bad trigger (a pk of 0, a string) is refused before any run exists.
-Registering is idempotent: the second call updates the same deployment.
+
+Next to the deployment, :func:`register` keeps two server objects in shape, all by name and
+idempotently (a second call updates, never duplicates):
+
+* the zombie-run automation (:data:`ZOMBIE_AUTOMATION_NAME`): Prefect's documented
+  "detect zombie flows" automation, scoped to this deployment's runs. A run of the deployment
+  sends a ``prefect.flow-run.heartbeat`` every :data:`HEARTBEAT_SECONDS` (the deployment sets
+  ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` in its job variables, whatever the worker's own
+  environment says); when neither a heartbeat nor a terminal state follows a heartbeat within
+  ``zombie_after`` (90 s by default), the server marks the run ``Crashed``. A run whose
+  worker died therefore never stays ``Running`` forever. ``zombie_after`` must stay well above
+  the heartbeat interval, or live runs get crashed: 3 heartbeats is the documented margin.
+* the global concurrency limit :data:`ATLAS_WRITES_LIMIT` (``noctis_link_concurrency_limit``
+  slots), which the flow's link step occupies, so N workers cannot open N * limit Atlas writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
 
 from noctis import __version__
 from noctis.flows.imagery_finder_study import imagery_finder_study
 
+logger = logging.getLogger(__name__)
+
 DEPLOYMENT_NAME = "default"
 FULL_NAME = f"{imagery_finder_study.name}/{DEPLOYMENT_NAME}"
+
+HEARTBEAT_SECONDS = 30  # Prefect's minimum; set on the deployment's runs (job variables)
+DEFAULT_ZOMBIE_AFTER = timedelta(seconds=90)  # 3 missed heartbeats
+ZOMBIE_AUTOMATION_NAME = "noctis: crash zombie imagery-finder-study runs"
+ZOMBIE_CRASH_MESSAGE = (
+    "Marked Crashed by Noctis' zombie-run automation: no heartbeat for {seconds} s "
+    "(the worker or its flow-run process died). Rerunning the study is safe: it records "
+    "nothing twice."
+)
+ATLAS_WRITES_LIMIT = "noctis-atlas-writes"
+
+# What a flow run of this deployment ends its life with (state events the server emits).
+TERMINAL_EVENTS = frozenset(
+    f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled", "Crashed")
+)
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 
 
 async def ensure_work_pool(name: str) -> None:
@@ -33,8 +71,103 @@ async def ensure_work_pool(name: str) -> None:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
-async def register(*, work_pool: str) -> UUID:
-    """Create or update the deployment on ``work_pool`` (created as a process pool if missing)."""
+def zombie_automation(
+    deployment_id: UUID, *, zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER
+) -> AutomationCore:
+    """The documented zombie-flow automation, limited to the runs of ``deployment_id``.
+
+    Prefect's recipe matches every flow run of the server; this one also requires the related
+    deployment, so Noctis never crashes another team's run that heartbeats at Prefect's
+    default interval (180 s in Prefect 3.9, longer than our 90 s window).
+    """
+    seconds = int(zombie_after.total_seconds())
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION_NAME,
+        description=(
+            f"Marks a run of {FULL_NAME} Crashed when it has sent no heartbeat and reached no "
+            f"terminal state for {seconds} s after a heartbeat. Managed by `noctis deploy`."
+        ),
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after={HEARTBEAT_EVENT},
+            expect={HEARTBEAT_EVENT, *TERMINAL_EVENTS},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=zombie_after,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=ZOMBIE_CRASH_MESSAGE.format(seconds=seconds),
+            )
+        ],
+    )
+
+
+def _comparable(automation: AutomationCore) -> dict[str, Any]:
+    """What must match for an existing automation to be left alone (ids excluded)."""
+    data = automation.model_dump(
+        mode="json",
+        include={"description", "enabled", "tags", "trigger", "actions"},
+    )
+    data["trigger"].pop("id", None)
+    data["tags"] = sorted(data["tags"])
+    return data
+
+
+async def ensure_automation(client: PrefectClient, desired: AutomationCore) -> UUID:
+    """Create ``desired`` or bring the automation of that name to it; returns its id.
+
+    Left untouched when it already matches (an update resets the server's trigger state).
+    Duplicates of the name, left by two registrars racing, are deleted.
+    """
+    existing = await client.read_automations_by_name(desired.name)  # most recently updated first
+    if not existing:
+        return await client.create_automation(desired)
+    keep, *duplicates = existing
+    for duplicate in duplicates:
+        await client.delete_automation(duplicate.id)  # a 404 (already gone) is fine
+    if _comparable(keep) != _comparable(desired):
+        await client.update_automation(keep.id, desired)
+        logger.info("Updated automation %r (%s)", desired.name, keep.id)
+    return keep.id
+
+
+async def ensure_concurrency_limit(client: PrefectClient, name: str, limit: int) -> None:
+    """Create the global concurrency limit ``name`` or set its limit (slots in use are kept)."""
+    try:
+        await client.upsert_global_concurrency_limit_by_name(name=name, limit=limit)
+    except ObjectAlreadyExists:  # created by another registrar between our read and create
+        await client.upsert_global_concurrency_limit_by_name(name=name, limit=limit)
+
+
+async def register(
+    *,
+    work_pool: str,
+    zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    link_concurrency_limit: int | None = None,
+) -> UUID:
+    """Create or update the deployment on ``work_pool`` (created as a process pool if missing).
+
+    Also creates or updates the zombie-run automation (``zombie_after``, at least 10 s; keep
+    it at 3 heartbeats or more) and the :data:`ATLAS_WRITES_LIMIT` global concurrency limit
+    (``link_concurrency_limit``, default ``noctis_link_concurrency_limit`` from the settings).
+    """
+    if zombie_after < timedelta(seconds=10):
+        raise ValueError("zombie_after must be at least 10 s (Prefect's proactive minimum)")
+    if link_concurrency_limit is None:
+        from noctis.settings import get_settings
+
+        link_concurrency_limit = get_settings().noctis_link_concurrency_limit
     await ensure_work_pool(work_pool)
     deployment = await imagery_finder_study.ato_deployment(
         name=DEPLOYMENT_NAME,
@@ -43,6 +176,11 @@ async def register(*, work_pool: str) -> UUID:
         tags=["noctis"],
         enforce_parameter_schema=True,
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # The heartbeat the zombie automation relies on travels with the deployment's runs.
+        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     deployment_id: UUID = await deployment.aapply(work_pool_name=work_pool)
+    async with get_client() as client:
+        await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
+        await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id
