@@ -13,6 +13,7 @@ import asyncpg
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -88,7 +89,7 @@ def sync_session(settings: Settings) -> Iterator[Session]:
 
 def is_transient(error: BaseException) -> bool:
     """Whether a driver error is worth retrying (lost connection, deadlock, overload)."""
-    if isinstance(error, DatabaseUnavailable):
+    if isinstance(error, DatabaseUnavailable | PoolTimeout):
         return True
     cause: BaseException | None = error
     if isinstance(error, DBAPIError):
@@ -117,11 +118,24 @@ def translate(error: BaseException, *, doing: str) -> NoctisError:
     return DatabaseError(f"Atlas database error while {doing}: {reason}")
 
 
+# What to add to a driver's reason that does not say which setting limited it.
+_STATEMENT_TIMEOUT_HINT = "the statement ran longer than ATLAS_DB_STATEMENT_TIMEOUT_MS allows"
+_CONNECT_TIMEOUT_HINT = "no answer in time (connecting is limited by ATLAS_DB_CONNECT_TIMEOUT)"
+_POOL_TIMEOUT_HINT = "every pooled connection was busy (ATLAS_DB_POOL_SIZE + ATLAS_DB_MAX_OVERFLOW)"
+
+
 def _reason(error: BaseException) -> str:
+    cause = error
     if isinstance(error, DBAPIError) and error.orig is not None:
         cause = error.orig.__cause__ or error.orig
-        return f"{type(cause).__name__}: {cause}".strip()
-    return f"{type(error).__name__}: {error}".strip()
+    text = str(cause).strip()
+    if getattr(cause, "sqlstate", None) == "57014" and "statement timeout" in text:
+        text = f"{text} ({_STATEMENT_TIMEOUT_HINT})"
+    elif isinstance(cause, TimeoutError) and not text:  # asyncpg's connect timeout says nothing
+        text = _CONNECT_TIMEOUT_HINT
+    elif isinstance(cause, PoolTimeout):
+        text = f"{_POOL_TIMEOUT_HINT}: {text}"
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 @contextlib.asynccontextmanager
@@ -131,5 +145,5 @@ async def translated(doing: str) -> AsyncIterator[None]:
         yield
     except NoctisError:
         raise
-    except (DBAPIError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+    except (DBAPIError, PoolTimeout, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
         raise translate(e, doing=doing) from e

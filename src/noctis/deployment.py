@@ -38,7 +38,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
 
 from noctis import __version__
-from noctis.flows.imagery_finder_study import imagery_finder_study
+from noctis.flows.imagery_finder_study import ATLAS_WRITES_LIMIT, imagery_finder_study
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ ZOMBIE_CRASH_MESSAGE = (
     "(the worker or its flow-run process died). Rerunning the study is safe: it records "
     "nothing twice."
 )
-ATLAS_WRITES_LIMIT = "noctis-atlas-writes"
 
 # What a flow run of this deployment ends its life with (state events the server emits).
 TERMINAL_EVENTS = frozenset(

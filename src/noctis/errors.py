@@ -5,10 +5,12 @@
     NoctisError                 base of everything below; never raised itself
     ├── NotFound                an unknown finder or dream (the message names the pk)
     ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
-    │                           wrongly typed location, inverted dates, empty collections
+    │                           wrongly typed location, an unsplit antimeridian edge,
+    │                           inverted dates, empty collections, max_cloud_cover out of range
     ├── DatabaseError           a driver error translated at the database edge
     │   └── DatabaseUnavailable a transient one (connection lost or refused, too many
-    │                           connections, serialization failure): safe to retry
+    │                           connections, serialization failure, connect or pool
+    │                           timeout): safe to retry
     └── AugurError              the notification to Augur did not go through
         ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
         │                       the budget ran out

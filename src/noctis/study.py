@@ -84,6 +84,14 @@ def check_location(pk: int, report: LocationReport) -> None:
                 "has a location outside [-180, 180] x [-90, 90] (lon/lat, EPSG:4326): "
                 "split a location that crosses the antimeridian into a MultiPolygon at ±180",
             )
+    if report.widest_edge is not None:
+        start, end = report.widest_edge
+        raise InvalidFinder(
+            pk,
+            f"has an edge from longitude {start:g} to {end:g} ({abs(end - start):g}° wide): "
+            "a location that crosses the antimeridian must be split into a MultiPolygon at "
+            "±180, and one wider than 180° needs a vertex at least every 180° of longitude",
+        )
 
 
 def criteria_for(finder: ImageryFinder, report: LocationReport) -> MatchCriteria:
@@ -112,6 +120,11 @@ async def check_study(uow: UnitOfWork, *, finder_pk: int, dream_pk: int) -> Chec
     if finder.collections is not None and not finder.collections:
         raise InvalidFinder(
             finder_pk, "has an empty collections list: set it to null to search every collection"
+        )
+    cloud = finder.max_cloud_cover
+    if cloud is not None and not 0 <= cloud <= 100:  # the schema's CHECK, for a copy without it
+        raise InvalidFinder(
+            finder_pk, f"has a max_cloud_cover of {cloud:g}: it must be within [0, 100]"
         )
     report = await uow.finders.describe_location(finder_pk)
     check_location(finder_pk, report)

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+import contextlib
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.concurrency.asyncio import concurrency
 from prefect.context import get_run_context
 from prefect.events import emit_event
-from pydantic import PositiveInt
+from pydantic import BeforeValidator, Field
 
 from noctis.augur import Notification, NotificationEvent, idempotency_key
 from noctis.db import is_transient
@@ -33,6 +35,21 @@ from noctis.study import CheckedStudy, StudySummary, check_study, link_study, su
 
 FLOW_NAME = "imagery-finder-study"
 EVENT_NAME = "noctis.imagery-finder.studied"
+ATLAS_WRITES_LIMIT = "noctis-atlas-writes"
+"""Global concurrency limit on link steps; created by ``noctis deploy``."""
+BIGINT_MAX = 2**63 - 1
+
+
+def _not_a_bool(value: object) -> object:
+    # Pydantic's lax mode takes True for 1: a caller's bug, never a pk.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, not a boolean")
+    return value
+
+
+# Field before the validator: Prefect's parameter_schema reads the constraints from there.
+Pk = Annotated[int, Field(gt=0, le=BIGINT_MAX), BeforeValidator(_not_a_bool)]
+"""A primary key: a positive bigint. The deployment enforces this schema at trigger time."""
 
 
 async def _transient_database_error(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
@@ -61,9 +78,20 @@ async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
     retry_condition_fn=_transient_database_error,
     cache_policy=NO_CACHE,
 )
-async def link(study: CheckedStudy) -> LinkResult:
-    """Record every match for the dream: one set-based statement, one transaction."""
-    async with current_runtime().unit_of_work() as uow:
+async def link(study: CheckedStudy, *, limited: bool = False) -> LinkResult:
+    """Record every match for the dream: one set-based statement, one transaction.
+
+    ``limited`` (runs of the deployment) takes a slot of the global concurrency
+    limit that ``noctis deploy`` creates, so many concurrent studies cannot exhaust
+    Atlas' connections. The slot is held inside the task, so a retry gives it back
+    while it waits. Ad-hoc runs (``noctis run``, the demo, tests) have no such limit.
+    """
+    slot = (
+        concurrency(ATLAS_WRITES_LIMIT, occupy=1, strict=False)
+        if limited
+        else contextlib.nullcontext()
+    )
+    async with slot, current_runtime().unit_of_work() as uow:
         result = await link_study(uow, study)
     get_run_logger().info(
         "ImageryFinder %s: %s items matched for Dream %s (%s new)",
@@ -130,6 +158,10 @@ async def _publish(result: StudyResult, summary: StudySummary) -> None:
     )
 
 
+def _from_deployment() -> bool:
+    return get_run_context().flow_run.deployment_id is not None  # type: ignore[union-attr]
+
+
 def _flow_run_id() -> str:
     return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
 
@@ -157,9 +189,7 @@ async def _notify_failure(imagery_finder_pk: int, dream_pk: int, error: BaseExce
     validate_parameters=True,
     log_prints=False,
 )
-async def imagery_finder_study(
-    imagery_finder_pk: PositiveInt, dream_pk: PositiveInt
-) -> StudyResult:
+async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResult:
     """Find the archive imagery of an ImageryFinder and record it for a Dream, then tell Augur."""
     async with open_runtime(get_settings()) as runtime:
         try:
@@ -172,7 +202,7 @@ async def imagery_finder_study(
             await _notify_failure(imagery_finder_pk, dream_pk, e)
             raise
         try:
-            linked = await link(study)
+            linked = await link(study, limited=_from_deployment())
             summary = await summarise(study)
         except Exception as e:
             await _notify_failure(imagery_finder_pk, dream_pk, e)

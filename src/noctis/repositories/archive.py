@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from geoalchemy2 import Geography, Geometry, WKBElement
-from sqlalchemy import ColumnElement, bindparam, cast, func, literal, select, text
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import ColumnElement, bindparam, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem
+from noctis.repositories.geo import clean_footprint, clipped_area, spheroid_area
 
 _CUSTOM_PLAN_AND_STUDY_LOCK = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
@@ -86,11 +87,15 @@ def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
 
 
 def coverage_expression(criteria: MatchCriteria) -> ColumnElement[float | None]:
-    """area(footprint ∩ AOI) / area(AOI) on the spheroid; the AOI's area is computed once."""
+    """area(footprint ∩ AOI) / area(AOI) on the spheroid; the AOI's area is computed once.
+
+    :func:`~noctis.repositories.geo.clipped_area` keeps one invalid or antimeridian-split
+    footprint from failing the statement.
+    """
     if criteria.area_m2 is None or criteria.area_m2 <= 0:
         return literal(None, type_=ArchiveLookupItem.coverage.type)
-    piece = func.ST_Intersection(ArchiveItem.footprint, _aoi(criteria))
-    return func.least(1.0, func.ST_Area(cast(piece, Geography)) / criteria.area_m2)
+    area = clipped_area(ArchiveItem.footprint, _aoi(criteria))
+    return func.least(1.0, area / criteria.area_m2)
 
 
 class ArchiveRepository:
@@ -165,10 +170,11 @@ class LookupRepository:
         """Fraction of the AOI covered by at least one linked item (None for a point AOI)."""
         if criteria.area_m2 is None or criteria.area_m2 <= 0:
             return None
-        piece = func.ST_Intersection(ArchiveItem.footprint, _aoi(criteria))
-        union_area = func.ST_Area(cast(func.ST_Union(piece), Geography))
+        piece = func.ST_Intersection(clean_footprint(ArchiveItem.footprint), _aoi(criteria))
+        # No match: ST_Union is NULL, and least(1.0, NULL) is 1.0 (LEAST ignores NULLs).
+        union_area = func.coalesce(spheroid_area(func.ST_Union(piece)), 0.0)
         stmt = (
-            select(func.coalesce(func.least(1.0, union_area / criteria.area_m2), 0.0))
+            select(func.least(1.0, union_area / criteria.area_m2))
             .select_from(ArchiveLookupItem)
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
             .where(*self._study(criteria.finder_id, dream_id))

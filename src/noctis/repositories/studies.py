@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from geoalchemy2 import Geography
-from sqlalchemy import and_, case, cast, func, select
+import numpy as np
+import shapely
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.errors import NotFound
 from noctis.models import Dream, ImageryFinder
+from noctis.repositories.geo import spheroid_area
 
 POINT_TYPES = frozenset({"ST_Point", "ST_MultiPoint"})
 POLYGONAL_TYPES = frozenset({"ST_Polygon", "ST_MultiPolygon"})
@@ -26,9 +28,14 @@ class LocationReport:
     is_valid: bool
     invalid_reason: str | None
     area_m2: float | None
-    """Area on the spheroid (geography), square metres; None unless polygonal and valid."""
+    """Area on the WGS 84 spheroid, square metres (:func:`~noctis.repositories.geo.spheroid_area`:
+    geography below 180° of longitude, an equal-area projection beyond); None unless polygonal
+    and valid."""
     bounds: tuple[float, float, float, float] | None
     """(x_min, y_min, x_max, y_max), None when empty."""
+    widest_edge: tuple[float, float] | None = None
+    """Longitudes (from, to) of the polygon edge spanning more than 180° of longitude, if any
+    (edges between two vertices on ±180 excepted): see :func:`widest_edge`."""
 
     @property
     def is_point(self) -> bool:
@@ -63,11 +70,11 @@ class ImageryFinderRepository:
         return finder
 
     async def describe_location(self, pk: int) -> LocationReport:
-        """Type, validity (with PostGIS' reason) and spheroidal area of the finder's location."""
+        """Type, validity (with PostGIS' reason), spheroidal area and widest edge of a location."""
         loc = ImageryFinder.location
         valid = func.ST_IsValid(loc)
         polygonal = func.ST_GeometryType(loc).in_(sorted(POLYGONAL_TYPES))
-        area = func.ST_Area(cast(loc, Geography))
+        measurable = and_(valid, polygonal, ~func.ST_IsEmpty(loc))
         stmt = select(
             func.ST_GeometryType(loc),
             func.ST_SRID(loc),
@@ -75,7 +82,8 @@ class ImageryFinderRepository:
             valid,
             func.ST_IsValidReason(loc),
             # Only measured when it can be: ST_Area on an invalid polygon is meaningless.
-            case((and_(valid, polygonal, ~func.ST_IsEmpty(loc)), area), else_=None),
+            case((measurable, spheroid_area(loc)), else_=None),
+            case((polygonal, func.ST_AsBinary(loc)), else_=None),
             func.ST_XMin(loc),
             func.ST_YMin(loc),
             func.ST_XMax(loc),
@@ -85,7 +93,7 @@ class ImageryFinderRepository:
             row = (await self._session.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound("ImageryFinder", pk)
-        gtype, srid, empty, is_valid, reason, area_m2, *bounds = row
+        gtype, srid, empty, is_valid, reason, area_m2, wkb, *bounds = row
         return LocationReport(
             geometry_type=gtype,
             srid=srid,
@@ -94,4 +102,31 @@ class ImageryFinderRepository:
             invalid_reason=None if is_valid else reason,
             area_m2=area_m2,
             bounds=None if empty or bounds[0] is None else tuple(bounds),
+            widest_edge=None if wkb is None or empty else widest_edge(bytes(wkb)),
         )
+
+
+def widest_edge(wkb: bytes) -> tuple[float, float] | None:
+    """The longitudes (from, to) of the polygon edge that spans the most longitude, when it spans
+    more than 180°; None otherwise.
+
+    Such an edge is ambiguous: the match (planar lon/lat, ``ST_Intersects``) goes the long way
+    round, the spheroid (geography) the short way, so a location meant to cross the
+    antimeridian, like ``POLYGON((170 -10, -170 -10, -170 10, 170 10, 170 -10))``, would match
+    the 340° between instead. Edges between two vertices on ±180 are not ambiguous (they are
+    the seam of a location split at the antimeridian, or of a band around the globe such as the
+    whole world) and are ignored.
+    """
+    widest: tuple[float, float] | None = None
+    span = 180.0
+    for ring in shapely.get_rings(shapely.get_parts(shapely.from_wkb(wkb))):
+        x = shapely.get_coordinates(ring)[:, 0]
+        if x.size < 2:
+            continue
+        x1, x2 = x[:-1], x[1:]
+        spans = np.abs(x2 - x1)
+        spans[(np.abs(x1) == 180.0) & (np.abs(x2) == 180.0)] = 0.0
+        i = int(np.argmax(spans))
+        if spans[i] > span:
+            span, widest = float(spans[i]), (float(x1[i]), float(x2[i]))
+    return widest
