@@ -222,7 +222,10 @@ async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResu
             flow_run_id=_flow_run_id(),
             notified=runtime.augur is not None,
         )
-        await _publish(result, summary)
+        try:
+            await _publish(result, summary)
+        except Exception as e:  # the artifact and the event are views: the study stands
+            get_run_logger().warning("Could not publish the study's artifact or event: %s", e)
         try:
             await notify(
                 Notification(
