@@ -224,3 +224,31 @@ async def test_clipped_area_of_an_invalid_footprint_is_its_repair(session: Async
     area = await _one(session, clipped_area(bow_tie, aoi))
     square = await _one(session, func.ST_Area(func.geography(aoi)))
     assert area == pytest.approx(square / 2, rel=1e-3)  # two triangles, half the square
+
+
+async def test_clipped_area_shortcuts_agree_with_the_overlay(
+    session: AsyncSession, atlas_settings: object
+) -> None:
+    """With the AOI's area, ST_Covers skips the overlay; the areas must not change."""
+    from tests.reliability.support import admin_dsn
+
+    async with await psycopg.AsyncConnection.connect(
+        admin_dsn(atlas_settings),
+        autocommit=True,  # type: ignore[arg-type]
+    ) as admin:
+        await seed_grid(admin, n=400)
+    wkt = "POLYGON((10.2 44.3, 11.1 44.3, 11.4 45.6, 10.1 45.2, 10.2 44.3))"
+    aoi = _geom(wkt)
+    aoi_area = float(await _one(session, func.ST_Area(func.geography(aoi))))
+    footprint = ArchiveItem.footprint
+    plain = func.ST_Area(func.geography(func.ST_Intersection(footprint, aoi)))
+    shortcut = clipped_area(footprint, aoi, aoi_area=aoi_area)
+    stmt = select(
+        func.max(func.abs(shortcut - plain) / aoi_area),
+        func.count(),
+        func.count().filter(func.ST_Covers(aoi, footprint)),
+    ).where(func.ST_Intersects(footprint, aoi))
+    difference, matches, inside = (await session.execute(stmt)).one()
+    assert matches > 100
+    assert inside > 0, "no footprint inside the AOI: the shortcut was not exercised"
+    assert difference < 1e-9
