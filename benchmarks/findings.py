@@ -111,7 +111,10 @@ def _link_vs_floor(results: Results, big: list[int]) -> list[str]:
             f" {fmt_s(protocol)} more than the floor; the link costs {fmt_s(orm)} more than"
             f" that (SQLAlchemy session and statement, the pool's pre-ping"
         )
-        text += f", of which the pre-ping is {fmt_s(saved)})." if saved is not None else ")."
+        if saved is not None and saved >= 0.0001:
+            text += f", of which the pre-ping is {fmt_s(saved)})."
+        else:
+            text += "; the pre-ping, timed apart, is within noise)."
     text += (
         " The statement Noctis sends does the same work in the same plan as the floor"
         " (same rows and coverage, checked; the EXPLAIN below), so at a few thousand matches"
@@ -166,8 +169,8 @@ def _coverage(results: Results, big: list[int]) -> list[str]:
     top = max(shares, key=lambda s: s[2])
     why = ": a 500-vertex AOI makes every overlay dear" if top[1].startswith("country") else ""
     text = (
-        f"**Coverage** is {_pct(min(s for *_, s in shares))} to {_pct(top[2])} of the link's"
-        f" time ({top[1]} at {size_label(top[0])} the most{why})."
+        f"**Coverage** is a median {_pct(statistics.median(s for *_, s in shares))} and up to"
+        f" {_pct(top[2])} of the link's time ({top[1]} at {size_label(top[0])}{why})."
     )
     shortcuts = _pairs(results, "floor fresh, no shortcuts", "floor fresh")
     overlay = _pairs(results, "floor fresh, overlay only", "floor fresh, no shortcuts")

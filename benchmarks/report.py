@@ -15,6 +15,7 @@ from benchmarks.plans import INDEX_VARIANTS
 from benchmarks.runner import Results
 from benchmarks.stats import Measurement, fmt_rate, fmt_ratio, fmt_s, ratio, spread
 from benchmarks.targets import (
+    Ratio,
     evaluate,
     flow_overheads,
     flow_peak_mb,
@@ -109,7 +110,11 @@ def _targets(results: Results) -> list[str]:
 
 def _machine(results: Results) -> list[str]:
     m = results.machine
-    rows = [(k, f"`{v}`" if k == "PostGIS" else v) for k, v in m.facts.items()]
+    facts = dict(m.facts)
+    end = facts.get("Noctis source at the end", "")
+    if "src/ changed while the benchmarks ran ()" in end:  # only the commit moved
+        facts["Noctis source at the end"] = end.split(":")[0] + ": src/noctis unchanged"
+    rows = [(k, f"`{v}`" if k == "PostGIS" else v) for k, v in facts.items()]
     rows.append(("Packages", ", ".join(f"{k} {v}" for k, v in m.packages.items())))
     rows.append(("Server settings", ", ".join(f"{k}={v}" for k, v in m.server_settings.items())))
     load = results.load_average
@@ -389,7 +394,8 @@ def _typical(results: Results) -> list[str]:
                 if m is None:
                     return "n/a"
                 mark = " *projected*" if m.projected else ""
-                return f"{fmt_s(m.effective)}{mark} ({m.effective / link.median:.1f}x)"
+                factor = speedup(Ratio(m.size, m.case, m.rows, link, m))
+                return f"{fmt_s(m.effective)}{mark} ({factor:.1f}x)"
 
             notes = "; ".join(
                 f"{m.approach.split()[0]} {m.rows_done:,} of {m.rows:,}"

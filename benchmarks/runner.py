@@ -228,9 +228,9 @@ async def run(config: Config, *, log: Callable[[str], None] = print) -> Results:
                 await drop_database(srv.admin_url, build.database)
     results.load_average["end"] = _loadavg()
     end_state = await asyncio.to_thread(source_state)
-    if results.machine.facts.get("Noctis source") != end_state:
-        before, after = results.machine.source_files, await asyncio.to_thread(source_files)
-        changed = sorted(f for f in before.keys() | after.keys() if before.get(f) != after.get(f))
+    before, after = results.machine.source_files, await asyncio.to_thread(source_files)
+    changed = sorted(f for f in before.keys() | after.keys() if before.get(f) != after.get(f))
+    if changed:
         results.machine.facts["Noctis source at the end"] = (
             f"{end_state}: src/ changed while the benchmarks ran ({', '.join(changed)}); the"
             " measuring process imported Noctis at the start, the flow worker when it started"

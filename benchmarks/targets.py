@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from benchmarks import cases as C
@@ -69,6 +70,11 @@ def per_row_speedups(results: Results, *, min_matches: int = PER_ROW_MIN_MATCHES
 
 
 def speedup(r: Ratio) -> float:
+    """(the other approach's time for all the rows) / (the link's): the median of the
+    per-round ratios, the projected times where the approach was capped."""
+    other = r.other.projected or r.other.seconds
+    if len(other) == len(r.link.seconds) and other:
+        return statistics.median(o / k for o, k in zip(other, r.link.seconds, strict=True))
     return r.other.effective / r.link.median
 
 
