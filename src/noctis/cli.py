@@ -1,4 +1,8 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; the demo."""
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; the demo.
+
+Every failure the user can act on ends in one line on stderr and exit code 1, never a
+traceback: Noctis' own errors carry their message, and the command says what it was doing.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from noctis.results import StudyResult
+from noctis import __version__
+from noctis.errors import NoctisError
 
 app = typer.Typer(
     name="noctis",
@@ -29,38 +33,25 @@ FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="Image
 DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
 
 
-def result_table(result: StudyResult) -> Table:
-    table = Table(title=f"ImageryFinder {result.imagery_finder_pk} for Dream {result.dream_pk}")
-    table.add_column("", style="bold")
-    table.add_column("")
-    coverage = "n/a (point AOI)" if result.coverage is None else f"{result.coverage:.1%}"
-    rows = [
-        ("Finder", f"{result.imagery_finder_pk} {result.finder_name or ''} "
-                   f"({result.location_type})"),
-        ("Dream", f"{result.dream_pk} {result.dream_name}"),
-        ("Window (UTC days)", result.window),
-        ("Matched items", str(result.matched_count)),
-        ("New this run", str(result.new_count)),
-        ("Union coverage", coverage),
-        ("Augur notified", "yes" if result.notified else "no (NOCTIS_AUGUR_API_URL is empty)"),
-        ("Flow run", result.flow_run_id or "-"),
-    ]  # fmt: skip
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+def _fail(what: str, error: BaseException) -> typer.Exit:
+    err.print(f"[red]{what}:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
+    return typer.Exit(1)
 
 
-async def run_study(imagery_finder_pk: int, dream_pk: int) -> tuple[StudyResult | None, str]:
-    """Run the flow in this process; (result, "") or (None, the failed run's message)."""
-    from noctis.flows.imagery_finder_study import imagery_finder_study
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"noctis {__version__}")
+        raise typer.Exit()
 
-    state = await imagery_finder_study(
-        imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
-    )
-    if not state.is_completed():
-        return None, state.message or state.type.value
-    result: StudyResult = await state.aresult()
-    return result, ""
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Noctis: find the archive imagery of a study and record it for Augur."""
 
 
 @app.command()
@@ -70,10 +61,13 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the flow here (an ephemeral Prefect server when PREFECT_API_URL is not set)."""
-    result, failure = asyncio.run(run_study(imagery_finder_pk, dream_pk))
-    if result is None:
-        err.print(f"[red]Study failed:[/red] {failure}", soft_wrap=True)
-        raise typer.Exit(1)
+    from noctis.console import result_table
+    from noctis.flows.imagery_finder_study import run_here
+
+    try:
+        result = asyncio.run(run_here(imagery_finder_pk, dream_pk))
+    except NoctisError as e:
+        raise _fail("Study failed", e) from e
     if json_output:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:
@@ -110,8 +104,12 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from noctis.settings import get_settings
 
     settings = get_settings()
-    migrate.upgrade(settings, revision)
-    console.print(f"Atlas at {settings.atlas_url.render_as_string()} is at {revision}")
+    where = settings.atlas_url.render_as_string()  # the password stays hidden
+    try:
+        migrate.upgrade(settings, revision)
+    except NoctisError as e:
+        raise _fail(f"Could not migrate Atlas at {where}", e) from e
+    console.print(f"Atlas at {where} is at {revision}")
 
 
 @app.command()
@@ -124,18 +122,12 @@ def demo(
     city: Annotated[str, typer.Option(help="City at the centre of the demo AOI.")] = "Paris",
 ) -> None:
     """The whole job on a throwaway PostGIS and a synthetic archive, with a map."""
-    from noctis import synthetic
-    from noctis.demo import run_demo
-    from noctis.errors import NoctisError
+    from noctis.devtools.demo import run_demo  # the only way the product reaches the tooling
 
-    if city not in {c.name for c in synthetic.CITIES}:
-        err.print(f"[red]Unknown city {city!r}[/red]; try Paris, Tokyo, New York, Suva")
-        raise typer.Exit(2)
     try:
         run_demo(size=size, keep=keep, map_path=map_path, city=city, console=console)
     except NoctisError as e:
-        err.print(f"[red]noctis demo failed:[/red] {e}", soft_wrap=True)
-        raise typer.Exit(1) from e
+        raise _fail("noctis demo failed", e) from e
 
 
 def main() -> None:  # pragma: no cover - the console script

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -87,9 +87,17 @@ def sync_session(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether a driver error is worth retrying (lost connection, deadlock, overload)."""
-    if isinstance(error, DatabaseUnavailable | PoolTimeout):
+def libpq_dsn(url: URL) -> str:
+    """``url`` as a libpq connection string (psycopg, asyncpg, psql), password included.
+
+    For handing to a driver only: never log or print what this returns.
+    """
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Whether a driver error is transient (lost connection, deadlock, overload)."""
+    if isinstance(error, PoolTimeout):
         return True
     cause: BaseException | None = error
     if isinstance(error, DBAPIError):
@@ -113,7 +121,7 @@ def translate(error: BaseException, *, doing: str) -> NoctisError:
     if isinstance(error, NoctisError):
         return error
     reason = _reason(error)
-    if is_transient(error):
+    if _is_transient(error):
         return DatabaseUnavailable(f"Atlas database unavailable while {doing}: {reason}")
     return DatabaseError(f"Atlas database error while {doing}: {reason}")
 

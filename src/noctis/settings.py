@@ -1,8 +1,10 @@
 """Configuration: one typed settings object, read from the environment and ``.env``.
 
-Nothing here runs at import time: call :func:`get_settings` (cached) or build
-``Settings(...)`` yourself and pass it to the factories that need it
-(``make_engine``, ``AugurClient.from_settings``, ...).
+Nothing here runs at import time: call :func:`get_settings` (read from the environment
+once, then cached) or build ``Settings(...)`` yourself and pass it to the factories that need
+it (``make_engine``, ``AugurClient.from_settings``, ...). Code that runs a flow in-process on
+settings of its own (the demo, a notebook) wraps the call in :func:`use_settings` instead of
+editing ``os.environ``.
 
 Secrets are :class:`~pydantic.SecretStr`: they print as ``**********`` in
 reprs, logs and error messages. Database URLs are
@@ -12,6 +14,9 @@ rendered.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, field_validator
@@ -105,7 +110,35 @@ def _with_driver(url: URL, driver: str) -> URL:
     return url.set(drivername=driver)
 
 
+_override: ContextVar[Settings | None] = ContextVar("noctis_settings", default=None)
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process' settings, read once on first call (never at import)."""
+def _from_environment() -> Settings:
     return Settings()
+
+
+class _SettingsGetter:
+    """``get_settings()``: the settings of :func:`use_settings` if inside one, else the
+    process' settings, read from the environment and ``.env`` on the first call (never at
+    import). ``get_settings.cache_clear()`` forgets them, so the next call reads again."""
+
+    def __call__(self) -> Settings:
+        return _override.get() or _from_environment()
+
+    def cache_clear(self) -> None:
+        _from_environment.cache_clear()
+
+
+get_settings = _SettingsGetter()
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Within the block (and the flows and tasks it runs in this process), ``get_settings()``
+    returns ``settings``."""
+    token = _override.set(settings)
+    try:
+        yield settings
+    finally:
+        _override.reset(token)

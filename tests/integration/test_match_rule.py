@@ -12,7 +12,7 @@ from noctis.errors import NotFound
 from noctis.models import ArchiveLookupItem
 from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
-from tests.factories import add_dream, add_finder, add_item, box, square
+from tests.support.factories import add_dream, add_finder, add_item, box, square
 
 AOI = square(10.0, 45.0, 0.5)  # a ~110 km square in the Alps
 JUNE = datetime(2024, 6, 15, 10, 30, tzinfo=UTC)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.notebook import finder_matches, matches, open_uow
 from noctis.settings import Settings
-from tests.factories import add_dream, add_finder, add_item, square
+from tests.support.factories import add_dream, add_finder, add_item, square
 
 
 async def _seed(session: AsyncSession) -> int:

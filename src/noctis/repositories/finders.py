@@ -1,16 +1,14 @@
-"""Dreams and imagery finders: lookups by primary key and what PostGIS says of a location."""
+"""Dreams and imagery finders: lookups by id and what PostGIS says of a finder's location."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import shapely
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
-from noctis.errors import NotFound
+from noctis.errors import DreamNotFound, FinderNotFound
 from noctis.models import Dream, ImageryFinder
 from noctis.repositories.geo import spheroid_area
 
@@ -33,9 +31,9 @@ class LocationReport:
     and valid."""
     bounds: tuple[float, float, float, float] | None
     """(x_min, y_min, x_max, y_max), None when empty."""
-    widest_edge: tuple[float, float] | None = None
-    """Longitudes (from, to) of the polygon edge spanning more than 180° of longitude, if any
-    (edges between two vertices on ±180 excepted): see :func:`widest_edge`."""
+    polygon_wkb: bytes | None = None
+    """The location as WKB when it is polygonal and not empty (for the pure checks of
+    :mod:`noctis.geometry`)."""
 
     @property
     def is_point(self) -> bool:
@@ -50,11 +48,11 @@ class DreamRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, pk: int) -> Dream:
-        async with translated(f"loading Dream {pk}"):
-            dream = await self._session.get(Dream, pk)
+    async def get(self, dream_id: int) -> Dream:
+        async with translated(f"loading Dream {dream_id}"):
+            dream = await self._session.get(Dream, dream_id)
         if dream is None:
-            raise NotFound("Dream", pk)
+            raise DreamNotFound(dream_id)
         return dream
 
 
@@ -62,15 +60,15 @@ class ImageryFinderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, pk: int) -> ImageryFinder:
-        async with translated(f"loading ImageryFinder {pk}"):
-            finder = await self._session.get(ImageryFinder, pk)
+    async def get(self, finder_id: int) -> ImageryFinder:
+        async with translated(f"loading ImageryFinder {finder_id}"):
+            finder = await self._session.get(ImageryFinder, finder_id)
         if finder is None:
-            raise NotFound("ImageryFinder", pk)
+            raise FinderNotFound(finder_id)
         return finder
 
-    async def describe_location(self, pk: int) -> LocationReport:
-        """Type, validity (with PostGIS' reason), spheroidal area and widest edge of a location."""
+    async def describe_location(self, finder_id: int) -> LocationReport:
+        """Type, validity (with PostGIS' reason), spheroidal area and bounds of a location."""
         loc = ImageryFinder.location
         valid = func.ST_IsValid(loc)
         polygonal = func.ST_GeometryType(loc).in_(sorted(POLYGONAL_TYPES))
@@ -88,11 +86,11 @@ class ImageryFinderRepository:
             func.ST_YMin(loc),
             func.ST_XMax(loc),
             func.ST_YMax(loc),
-        ).where(ImageryFinder.id == pk)
-        async with translated(f"inspecting the location of ImageryFinder {pk}"):
+        ).where(ImageryFinder.id == finder_id)
+        async with translated(f"inspecting the location of ImageryFinder {finder_id}"):
             row = (await self._session.execute(stmt)).one_or_none()
         if row is None:
-            raise NotFound("ImageryFinder", pk)
+            raise FinderNotFound(finder_id)
         gtype, srid, empty, is_valid, reason, area_m2, wkb, *bounds = row
         return LocationReport(
             geometry_type=gtype,
@@ -102,31 +100,5 @@ class ImageryFinderRepository:
             invalid_reason=None if is_valid else reason,
             area_m2=area_m2,
             bounds=None if empty or bounds[0] is None else tuple(bounds),
-            widest_edge=None if wkb is None or empty else widest_edge(bytes(wkb)),
+            polygon_wkb=None if wkb is None or empty else bytes(wkb),
         )
-
-
-def widest_edge(wkb: bytes) -> tuple[float, float] | None:
-    """The longitudes (from, to) of the polygon edge that spans the most longitude, when it spans
-    more than 180°; None otherwise.
-
-    Such an edge is ambiguous: the match (planar lon/lat, ``ST_Intersects``) goes the long way
-    round, the spheroid (geography) the short way, so a location meant to cross the
-    antimeridian, like ``POLYGON((170 -10, -170 -10, -170 10, 170 10, 170 -10))``, would match
-    the 340° between instead. Edges between two vertices on ±180 are not ambiguous (they are
-    the seam of a location split at the antimeridian, or of a band around the globe such as the
-    whole world) and are ignored.
-    """
-    widest: tuple[float, float] | None = None
-    span = 180.0
-    for ring in shapely.get_rings(shapely.get_parts(shapely.from_wkb(wkb))):
-        x = shapely.get_coordinates(ring)[:, 0]
-        if x.size < 2:
-            continue
-        x1, x2 = x[:-1], x[1:]
-        spans = np.abs(x2 - x1)
-        spans[(np.abs(x1) == 180.0) & (np.abs(x2) == 180.0)] = 0.0
-        i = int(np.argmax(spans))
-        if spans[i] > span:
-            span, widest = float(spans[i]), (float(x1[i]), float(x2[i]))
-    return widest

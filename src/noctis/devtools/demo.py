@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -23,20 +22,21 @@ from pathlib import Path
 
 import asyncpg
 from geoalchemy2.shape import from_shape
+from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.engine import URL
 
 from noctis import migrate, synthetic
-from noctis.cli import result_table, run_study
-from noctis.db import make_engine, make_session_factory
+from noctis.console import items_table, result_table
+from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.errors import NoctisError
+from noctis.flows.imagery_finder_study import run_here
 from noctis.localdb import INSTALL_HINT, LocalPostgis, LocalPostgisUnavailable, free_port
 from noctis.models import Dream, ImageryFinder
 from noctis.repositories import StudyItem
-from noctis.results import StudyResult
-from noctis.settings import Settings, get_settings
+from noctis.results import StudyResult, share
+from noctis.settings import Settings, use_settings
 from noctis.unit_of_work import UnitOfWork
 
 DOCKER_IMAGE = "postgis/postgis:15-3.5"
@@ -110,7 +110,7 @@ async def _wait_for(url: URL, wait_seconds: float = 60) -> None:
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            conn = await asyncpg.connect(_dsn(url))
+            conn = await asyncpg.connect(libpq_dsn(url))
             await conn.close()
             return
         except (OSError, asyncpg.PostgresError):
@@ -119,12 +119,8 @@ async def _wait_for(url: URL, wait_seconds: float = 60) -> None:
             await asyncio.sleep(0.5)
 
 
-def _dsn(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _create_database(server: URL) -> None:
-    conn = await asyncpg.connect(_dsn(server))
+    conn = await asyncpg.connect(libpq_dsn(server))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{DEMO_DB}"')
@@ -154,11 +150,11 @@ async def _seed_study(settings: Settings, city: str) -> tuple[int, int]:
         await engine.dispose()
 
 
-async def _verify(settings: Settings, finder_pk: int, dream_pk: int) -> int:
+async def _verify(settings: Settings, finder_id: int, dream_id: int) -> int:
     """Matches the independent query finds that the flow did not record (0 = agree)."""
-    conn = await asyncpg.connect(_dsn(settings.atlas_url))
+    conn = await asyncpg.connect(libpq_dsn(settings.atlas_url))
     try:
-        missing = await conn.fetch(REFERENCE_MATCHES, finder_pk, dream_pk)
+        missing = await conn.fetch(REFERENCE_MATCHES, finder_id, dream_id)
         await conn.execute("ANALYZE archive_lookup_item")
         return len(missing)
     finally:
@@ -166,29 +162,16 @@ async def _verify(settings: Settings, finder_pk: int, dream_pk: int) -> int:
 
 
 async def _study_items(
-    settings: Settings, finder_pk: int, dream_pk: int
+    settings: Settings, finder_id: int, dream_id: int
 ) -> tuple[list[StudyItem], list[bytes]]:
     engine = make_engine(settings)
     try:
         async with UnitOfWork(make_session_factory(engine)) as uow:
-            top = await uow.lookups.top_items(finder_id=finder_pk, dream_id=dream_pk, limit=10)
-            shapes = await uow.lookups.footprints(finder_id=finder_pk, dream_id=dream_pk)
+            top = await uow.lookups.top_items(finder_id=finder_id, dream_id=dream_id, limit=10)
+            shapes = await uow.lookups.footprints(finder_id=finder_id, dream_id=dream_id)
             return top, shapes
     finally:
         await engine.dispose()
-
-
-def _items_table(items: list[StudyItem]) -> Table:
-    table = Table(title="Top items by coverage of the AOI")
-    for column in ("Item", "Collection", "Acquired (UTC)", "Cloud %", "Coverage"):
-        table.add_column(column)
-    for item in items:
-        cloud = "?" if item.cloud_cover is None else f"{item.cloud_cover:.0f}"
-        coverage = "-" if item.coverage is None else f"{item.coverage:.1%}"
-        table.add_row(
-            item.external_id, item.collection, f"{item.acquired_at:%Y-%m-%d %H:%M}", cloud, coverage
-        )
-    return table
 
 
 def _load(console: Console, settings: Settings, size: int) -> None:
@@ -207,7 +190,7 @@ def _load(console: Console, settings: Settings, size: int) -> None:
 
 
 async def _analyze(settings: Settings) -> None:
-    conn = await asyncpg.connect(_dsn(settings.atlas_url))
+    conn = await asyncpg.connect(libpq_dsn(settings.atlas_url))
     try:
         await conn.execute("ANALYZE archive_item")
     finally:
@@ -215,7 +198,9 @@ async def _analyze(settings: Settings) -> None:
 
 
 def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Console) -> None:
-    synthetic.city(city)  # fail fast on an unknown city
+    """The demo; every failure is a :class:`NoctisError` with the reason."""
+    if city not in {c.name for c in synthetic.CITIES}:
+        raise NoctisError(f"Unknown city {city!r}: try Paris, Tokyo, New York or Suva")
     with throwaway_postgis(console, keep=keep) as db:
         console.print(f"PostGIS: {db.how}")
         settings = Settings(
@@ -227,50 +212,37 @@ def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Conso
             asyncio.run(_create_database(db.server))
             migrate.upgrade(settings)
         _load(console, settings, size)
-        finder_pk, dream_pk = asyncio.run(_seed_study(settings, city))
-        with _environment(settings), console.status("Running the imagery-finder-study flow"):
-            result, failure = asyncio.run(run_study(finder_pk, dream_pk))
-        if result is None:
-            raise NoctisError(f"The demo's study failed: {failure}")
+        finder_id, dream_id = asyncio.run(_seed_study(settings, city))
+        with _flow_settings(settings), console.status("Running the imagery-finder-study flow"):
+            try:
+                result = asyncio.run(run_here(finder_id, dream_id))
+            except NoctisError as e:
+                raise NoctisError(f"The demo's study failed: {e}") from e
         console.print(result_table(result))
-        missing = asyncio.run(_verify(settings, finder_pk, dream_pk))
+        missing = asyncio.run(_verify(settings, finder_id, dream_id))
         if missing:
             raise NoctisError(f"{missing} matches of the reference query were not recorded")
         console.print(
             f"[green]✓[/green] the {result.matched_count} recorded items equal an independent "
             "SQL formulation of the match rule"
         )
-        top, footprints = asyncio.run(_study_items(settings, finder_pk, dream_pk))
-        console.print(_items_table(top))
+        top, footprints = asyncio.run(_study_items(settings, finder_id, dream_id))
+        console.print(items_table(top))
         if _write_map(map_path, city, footprints, result):
             console.print(f"Map of the AOI and the matched footprints: {map_path}")
         if keep:
             console.print(
-                f"The database is still running: psql '{_dsn(settings.atlas_url)}'\n"
+                f"The database is still running: psql '{libpq_dsn(settings.atlas_url)}'\n"
                 f"Stop it with: {db.stop_hint}"
             )
 
 
 @contextlib.contextmanager
-def _environment(settings: Settings) -> Iterator[None]:
-    """The flow reads its settings from the environment, as on a worker."""
-    updates = {
-        "ATLAS_DB_URL": settings.atlas_url.render_as_string(hide_password=False),
-        "NOCTIS_AUGUR_API_URL": "",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # the ephemeral server phones no one
-    }
-    saved = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    get_settings.cache_clear()
-    try:
+def _flow_settings(settings: Settings) -> Iterator[None]:
+    """The flow reads the demo's settings (not the environment's), and the ephemeral Prefect
+    server it may start phones no one."""
+    with use_settings(settings), temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
 
 
 def _write_map(path: Path, city: str, footprints: list[bytes], result: StudyResult) -> bool:
@@ -294,5 +266,5 @@ def _write_map(path: Path, city: str, footprints: list[bytes], result: StudyResu
 
 
 def _title(result: StudyResult) -> str:
-    coverage = "" if result.coverage is None else f", {result.coverage:.0%} of the AOI covered"
+    coverage = "" if result.coverage is None else f", {share(result.coverage)} of the AOI covered"
     return f"{result.finder_name}\n{result.matched_count} matched items ({result.window}){coverage}"
