@@ -16,8 +16,9 @@ import psycopg
 import pytest
 
 from noctis.settings import Settings, get_settings
-from tests.factories import box
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub, RecordedRequest, Reply, unused_port
+from tests.support.factories import box
+from tests.support.studies import (
     AUGUR_TOKEN,
     add_dream,
     add_finder,
@@ -26,7 +27,8 @@ from tests.reliability.support import (
     run_study,
     seed_grid,
 )
-from tests.support.augur_stub import AugurStub, RecordedRequest, Reply, unused_port
+
+pytestmark = pytest.mark.reliability
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
@@ -223,7 +225,7 @@ async def test_409_already_received_counts_as_success(
     assert await linked_ids(admin, finder, dream) == expected
 
 
-@pytest.mark.parametrize("status", [401, 403, 404, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 async def test_a_4xx_fails_at_once_with_augurs_words_and_no_token(
     study_env: Settings, admin: psycopg.AsyncConnection, augur_stub: AugurStub, status: int
 ) -> None:
@@ -259,6 +261,7 @@ async def test_a_failed_study_still_tells_augur_through_its_faults(
 async def test_augur_down_does_not_mask_the_reason_a_study_failed(
     study_env: Settings, admin: psycopg.AsyncConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     dream = await add_dream(admin)
     finder = await add_finder(admin, "POLYGON EMPTY")
     _env(monkeypatch, NOCTIS_AUGUR_API_URL=f"http://127.0.0.1:{unused_port()}")

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 
 from noctis.settings import Settings
-from tests.factories import box, square
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub
+from tests.support.factories import box, square
+from tests.support.studies import (
     add_dream,
     add_finder,
     linked_ids,
@@ -28,7 +29,9 @@ from tests.reliability.support import (
     scalar,
     seed_grid,
 )
-from tests.support.augur_stub import AugurStub
+
+pytestmark = pytest.mark.reliability
+
 
 WORLD = "POLYGON((-180 -90, 180 -90, 180 90, -180 90, -180 -90))"
 WGS84_AREA_M2 = 510_065_621_724_088  # the WGS 84 ellipsoid's surface
@@ -436,6 +439,7 @@ async def test_a_finder_far_from_every_item_completes_with_nothing(
 async def test_open_and_far_dates(
     study_env: Settings, admin: psycopg.AsyncConnection, augur_stub: AugurStub
 ) -> None:
+
     dream = await _with_items(admin)
     finder = await add_finder(admin, square(0, 0, 2), start="0001-01-01", end="9999-12-31")
     result = await _completed(await run_study(finder, dream), admin, finder, dream)

@@ -11,10 +11,12 @@ import asyncio
 from collections import Counter
 
 import psycopg
+import pytest
 
 from noctis.settings import Settings
-from tests.factories import box
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub
+from tests.support.factories import box
+from tests.support.studies import (
     add_dream,
     add_finder,
     duplicate_rows,
@@ -23,7 +25,9 @@ from tests.reliability.support import (
     run_study,
     seed_grid,
 )
-from tests.support.augur_stub import AugurStub
+
+pytestmark = pytest.mark.reliability
+
 
 RUNS = 16
 
@@ -65,6 +69,7 @@ async def test_16_runs_of_one_study_record_one_set_of_rows(
 async def test_16_different_studies_at_once_are_each_correct(
     study_env: Settings, admin: psycopg.AsyncConnection, augur_stub: AugurStub
 ) -> None:
+
     await seed_grid(admin, n=2_000)
     dream = await add_dream(admin)
     other_dream = await add_dream(admin, "another study")

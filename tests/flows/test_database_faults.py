@@ -16,13 +16,14 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from noctis.db import is_transient, translated
-from noctis.errors import DatabaseError, DatabaseUnavailable
+from noctis.db import translated
+from noctis.errors import DatabaseError, DatabaseUnavailable, is_retryable
 from noctis.runtime import open_runtime
 from noctis.settings import Settings, get_settings
 from noctis.study import check_study
-from tests.factories import box
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub, unused_port
+from tests.support.factories import box
+from tests.support.studies import (
     add_dream,
     add_finder,
     admin_dsn,
@@ -36,7 +37,9 @@ from tests.reliability.support import (
     task_runs,
     wait_for_backend,
 )
-from tests.support.augur_stub import AugurStub, unused_port
+
+pytestmark = pytest.mark.reliability
+
 
 DB_PASSWORD = "atlas-pw-4b9d2e7f"  # a fake, searched for in every message
 
@@ -97,7 +100,7 @@ async def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
     finder, dream, _ = await _study(admin)
     async with open_runtime(atlas_settings) as runtime:
         async with runtime.unit_of_work() as uow:
-            await check_study(uow, finder_pk=finder, dream_pk=dream)
+            await check_study(uow, finder_id=finder, dream_id=dream)
         killed = await scalar(
             admin,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -105,7 +108,7 @@ async def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
         )
         assert killed >= 1
         async with runtime.unit_of_work() as uow:  # pool_pre_ping: a fresh connection
-            study = await check_study(uow, finder_pk=finder, dream_pk=dream)
+            study = await check_study(uow, finder_id=finder, dream_id=dream)
         assert study.finder_id == finder
     assert await noctis_backends(admin) == 0
 
@@ -157,13 +160,13 @@ async def test_atlas_that_accepts_but_never_answers_times_out_as_transient(
         async with open_runtime(settings) as runtime:
             with pytest.raises(DatabaseUnavailable) as caught:
                 async with runtime.unit_of_work() as uow:
-                    await check_study(uow, finder_pk=1, dream_pk=1)
+                    await check_study(uow, finder_id=1, dream_id=1)
         assert time.monotonic() - started < 5
     message = str(caught.value)
     assert message.startswith("Atlas database unavailable while loading ImageryFinder 1:")
     assert "ATLAS_DB_CONNECT_TIMEOUT" in message
     assert DB_PASSWORD not in message
-    assert is_transient(caught.value)
+    assert is_retryable(caught.value)
 
 
 async def test_statement_timeout_stops_a_blocked_link_with_a_clear_error(
@@ -202,6 +205,7 @@ async def test_statement_timeout_stops_a_blocked_link_with_a_clear_error(
 async def test_statement_timeout_is_a_server_setting_of_every_connection(
     atlas_settings: Settings,
 ) -> None:
+
     settings = atlas_settings.model_copy(update={"atlas_db_statement_timeout_ms": 200})
     async with open_runtime(settings) as runtime, runtime.unit_of_work() as uow:
         assert (await uow.session.execute(text("SHOW statement_timeout"))).scalar() == "200ms"

@@ -21,8 +21,9 @@ import psycopg
 import pytest
 
 from noctis.settings import Settings
-from tests.factories import box
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub
+from tests.support.factories import box
+from tests.support.studies import (
     add_dream,
     add_finder,
     admin_dsn,
@@ -32,7 +33,9 @@ from tests.reliability.support import (
     run_study,
     seed_grid,
 )
-from tests.support.augur_stub import AugurStub
+
+pytestmark = pytest.mark.reliability
+
 
 RUNS = int(os.environ.get("NOCTIS_LOAD_RUNS", "60"))
 WARM_UP = max(10, RUNS // 6)
@@ -45,6 +48,7 @@ async def test_sequential_runs_leak_no_memory_and_no_connection(
     augur_stub: AugurStub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+
     await seed_grid(admin, n=2_000)
     dream = await add_dream(admin)
     finders = [

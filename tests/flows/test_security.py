@@ -41,8 +41,9 @@ from sqlalchemy.engine import URL
 import noctis
 from noctis.runtime import open_runtime
 from noctis.settings import Settings, get_settings
-from tests.factories import box
-from tests.reliability.support import (
+from tests.support.augur_stub import AugurStub, Reply
+from tests.support.factories import box
+from tests.support.studies import (
     AUGUR_TOKEN,
     add_dream,
     add_finder,
@@ -52,7 +53,9 @@ from tests.reliability.support import (
     run_study,
     seed_grid,
 )
-from tests.support.augur_stub import AugurStub, Reply
+
+pytestmark = pytest.mark.reliability
+
 
 DB_PASSWORD = "atlas-secret-pw-73c1a9"
 PREFECT_AUTH = "noctis-admin:prefect-auth-secret-5e8d41"
@@ -292,6 +295,7 @@ async def test_no_secret_in_logs_reprs_artifacts_events_results_or_errors(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+
     secrets = [DB_PASSWORD, AUGUR_TOKEN, PREFECT_AUTH]
     assert DB_PASSWORD in as_app_role  # the password really is configured
     finder, dream, expected = await _seed(admin)

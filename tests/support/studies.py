@@ -1,4 +1,4 @@
-"""Helpers of the reliability suite: the reference match, row counts, backends, runs."""
+"""Helpers of the flow tests: the reference match, row counts, backends, runs, seeds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, TaskRun
 
+from noctis.db import libpq_dsn
 from noctis.flows.imagery_finder_study import imagery_finder_study
 from noctis.settings import Settings
 
@@ -33,7 +34,7 @@ REFERENCE = """
 
 def admin_dsn(settings: Settings) -> str:
     """A libpq DSN for the settings' database (superuser in the tests)."""
-    return settings.atlas_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return libpq_dsn(settings.atlas_url)
 
 
 async def scalar(conn: psycopg.AsyncConnection, sql: str, params: Any = None) -> Any:

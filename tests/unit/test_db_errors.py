@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from noctis.repositories.studies import widest_edge
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from noctis.db import is_transient, translate
-from noctis.errors import DatabaseError, DatabaseUnavailable
-from noctis.models import ArchiveItem
-from noctis.repositories.geo import clipped_area, spheroid_area
-from tests.support.studies import seed_grid
+from noctis.db import translate
+from noctis.errors import (
+    AugurRejected,
+    AugurUnavailable,
+    DatabaseError,
+    DatabaseUnavailable,
+    InvalidFinder,
+    is_retryable,
+)
 
 
 class _Orig(Exception):
