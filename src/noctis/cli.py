@@ -7,12 +7,15 @@ traceback: Noctis' own errors carry their message, and the command says what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from noctis import __version__
 from noctis.errors import NoctisError
@@ -33,9 +36,14 @@ FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="Image
 DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
 
 
-def _fail(what: str, error: BaseException) -> typer.Exit:
-    err.print(f"[red]{what}:[/red] {error}", soft_wrap=True, markup=True, highlight=False)
-    return typer.Exit(1)
+@contextlib.contextmanager
+def _one_line(what: str) -> Iterator[None]:
+    """A Noctis error inside ends the command with ``what: the reason`` and exit code 1."""
+    try:
+        yield
+    except NoctisError as e:
+        err.print(f"[red]{what}:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from e
 
 
 def _version(value: bool) -> None:
@@ -64,10 +72,8 @@ def run(
     from noctis.console import result_table
     from noctis.flows.imagery_finder_study import run_here
 
-    try:
+    with _one_line("Study failed"):
         result = asyncio.run(run_here(imagery_finder_pk, dream_pk))
-    except NoctisError as e:
-        raise _fail("Study failed", e) from e
     if json_output:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:
@@ -92,8 +98,9 @@ def deploy(
     from noctis.deployment import FULL_NAME, register
     from noctis.settings import get_settings
 
-    pool = work_pool or get_settings().noctis_work_pool
-    deployment_id = asyncio.run(register(work_pool=pool))
+    with _one_line("Could not register the deployment"):
+        pool = work_pool or get_settings().noctis_work_pool
+        deployment_id = asyncio.run(register(work_pool=pool))
     console.print(f"Registered [bold]{FULL_NAME}[/bold] on work pool {pool!r} ({deployment_id})")
 
 
@@ -103,12 +110,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from noctis import migrate
     from noctis.settings import get_settings
 
-    settings = get_settings()
+    with _one_line("Could not migrate Atlas"):
+        settings = get_settings()
     where = settings.atlas_url.render_as_string()  # the password stays hidden
-    try:
+    with _one_line(f"Could not migrate Atlas at {where}"):
         migrate.upgrade(settings, revision)
-    except NoctisError as e:
-        raise _fail(f"Could not migrate Atlas at {where}", e) from e
     console.print(f"Atlas at {where} is at {revision}")
 
 
@@ -124,10 +130,8 @@ def demo(
     """The whole job on a throwaway PostGIS and a synthetic archive, with a map."""
     from noctis.devtools.demo import run_demo  # the only way the product reaches the tooling
 
-    try:
+    with _one_line("noctis demo failed"):
         run_demo(size=size, keep=keep, map_path=map_path, city=city, console=console)
-    except NoctisError as e:
-        raise _fail("noctis demo failed", e) from e
 
 
 def main() -> None:  # pragma: no cover - the console script

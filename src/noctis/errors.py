@@ -10,6 +10,8 @@
     ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
     │                           wrongly typed location, an unsplit antimeridian edge,
     │                           inverted dates, empty collections, max_cloud_cover out of range
+    ├── PrefectUnavailable      no Prefect API: PREFECT_API_URL unreachable, or the ephemeral
+    │                           server did not start in time
     ├── DatabaseError           a driver error translated at the database edge
     │   └── DatabaseUnavailable a transient one (connection lost or refused, too many
     │                           connections, serialization failure, connect or pool
@@ -70,6 +72,10 @@ class InvalidFinder(NoctisError):
         self.finder_id = finder_id
         self.reason = reason
         super().__init__(f"ImageryFinder {finder_id} {reason}")
+
+
+class PrefectUnavailable(NoctisError):
+    """No Prefect API to run a flow on; the message says what to set."""
 
 
 class DatabaseError(NoctisError):

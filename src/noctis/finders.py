@@ -14,7 +14,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from noctis.errors import InvalidFinder
 from noctis.geometry import widest_edge, within_lon_lat
 from noctis.models import ImageryFinder
-from noctis.repositories import LocationReport, MatchCriteria
+from noctis.repositories import FinderReport, MatchCriteria
+from noctis.repositories.finders import PYTHON_DATES
+from noctis.settings import Settings
 from noctis.unit_of_work import UnitOfWork
 
 
@@ -43,6 +45,28 @@ class Window:
         first = self.start_date.isoformat() if self.start_date else "(open)"
         last = self.end_date.isoformat() if self.end_date else "(open)"
         return f"{first} .. {last}"
+
+
+@dataclass(frozen=True, slots=True)
+class AoiLimits:
+    """How large an AOI Noctis takes (``NOCTIS_MAX_AOI_POINTS`` / ``NOCTIS_MAX_AOI_VERTICES``).
+
+    A MultiPoint costs the match in proportion to its points (measured: 100,000 points took
+    12x an ordinary region on a 100,000-scene archive, 5,000 points about 1x); a polygon's
+    vertices cost little (60,000 took 1x), so its bound is only a guard against the absurd.
+    """
+
+    max_points: int = 5_000
+    max_vertices: int = 1_000_000
+
+
+DEFAULT_LIMITS = AoiLimits()
+
+
+def aoi_limits(settings: Settings) -> AoiLimits:
+    return AoiLimits(
+        max_points=settings.noctis_max_aoi_points, max_vertices=settings.noctis_max_aoi_vertices
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +99,30 @@ def check_filters(finder: ImageryFinder) -> None:
         )
 
 
-def check_location(finder_id: int, report: LocationReport) -> None:
-    """Raise :class:`InvalidFinder` unless the location is a valid point or polygonal AOI."""
+def check_row(finder_id: int, report: FinderReport) -> None:
+    """Raise :class:`InvalidFinder` for values the row holds that Python cannot: a date outside
+    0001-01-01 .. 9999-12-31, a collections array of more than one dimension."""
+    for column, value in report.unrepresentable_dates:
+        raise InvalidFinder(
+            finder_id,
+            f"has a {column} of {value}, which Noctis cannot work with: dates must be within "
+            f"{PYTHON_DATES[0].isoformat()} .. {PYTHON_DATES[1].isoformat()} (null leaves that "
+            "side of the window open)",
+        )
+    dimensions = report.collections_dimensions
+    if dimensions is not None and dimensions != 1:
+        raise InvalidFinder(
+            finder_id,
+            f"has a {dimensions}-dimensional collections array: it must be a flat list of "
+            "collection names (or null to search every collection)",
+        )
+
+
+def check_location(
+    finder_id: int, report: FinderReport, limits: AoiLimits = DEFAULT_LIMITS
+) -> None:
+    """Raise :class:`InvalidFinder` unless the location is a valid point or polygonal AOI
+    within ``limits``."""
     if report.geometry_type is None:
         raise InvalidFinder(finder_id, "has no location")
     if report.is_empty:
@@ -86,6 +132,19 @@ def check_location(finder_id: int, report: LocationReport) -> None:
         raise InvalidFinder(
             finder_id,
             f"has a {kind} location: it must be a Point, MultiPoint, Polygon or MultiPolygon",
+        )
+    if report.is_point and report.vertices > limits.max_points:
+        raise InvalidFinder(
+            finder_id,
+            f"has a {report.geometry_type.removeprefix('ST_')} location of {report.vertices:,} "
+            f"points: at most {limits.max_points:,} (NOCTIS_MAX_AOI_POINTS); give a dense "
+            "sampling of an area as a polygon",
+        )
+    if report.vertices > limits.max_vertices:
+        raise InvalidFinder(
+            finder_id,
+            f"has a location of {report.vertices:,} vertices: at most {limits.max_vertices:,} "
+            "(NOCTIS_MAX_AOI_VERTICES); simplify it (ST_SimplifyPreserveTopology)",
         )
     if not report.is_valid:
         raise InvalidFinder(finder_id, f"has an invalid location: {report.invalid_reason}")
@@ -106,7 +165,7 @@ def check_location(finder_id: int, report: LocationReport) -> None:
         )
 
 
-def criteria_for(finder: ImageryFinder, report: LocationReport) -> MatchCriteria:
+def criteria_for(finder: ImageryFinder, report: FinderReport) -> MatchCriteria:
     """What the repositories match on, from a finder whose location passed the checks."""
     window = Window(finder.start_date, finder.end_date)
     return MatchCriteria(
@@ -120,12 +179,20 @@ def criteria_for(finder: ImageryFinder, report: LocationReport) -> MatchCriteria
     )
 
 
-async def check_finder(uow: UnitOfWork, finder_id: int) -> CheckedFinder:
-    """Load the finder and check its window, filters and location; nothing is written."""
+async def check_finder(
+    uow: UnitOfWork,
+    finder_id: int,
+    *,
+    limits: AoiLimits = DEFAULT_LIMITS,
+    report: FinderReport | None = None,
+) -> CheckedFinder:
+    """Check the finder's row, load it, check its window, filters and location; nothing is
+    written. ``report`` is the row's :meth:`describe`, when the caller already has it."""
+    report = report or await uow.finders.describe(finder_id)
+    check_row(finder_id, report)
     finder = await uow.finders.get(finder_id)
     check_filters(finder)
-    report = await uow.finders.describe_location(finder_id)
-    check_location(finder_id, report)
+    check_location(finder_id, report, limits)
     return CheckedFinder(
         finder_id=finder.id,
         name=finder.name,

@@ -15,7 +15,6 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from noctis.db import translate
@@ -42,9 +41,9 @@ def find_alembic_ini() -> Path:
     )
 
 
-def alembic_config(url: URL) -> Config:
+def alembic_config(settings: Settings) -> Config:
     config = Config(str(find_alembic_ini()))
-    config.attributes["url"] = url
+    config.attributes["settings"] = settings
     config.attributes["skip_logging_config"] = True
     return config
 
@@ -53,7 +52,7 @@ def _run(
     step: Callable[[Config, str], object], settings: Settings, revision: str, *, doing: str
 ) -> None:
     try:
-        step(alembic_config(settings.atlas_url), revision)
+        step(alembic_config(settings), revision)
     except NoctisError:
         raise
     except CommandError as e:  # an unknown revision, a broken history

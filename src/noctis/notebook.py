@@ -2,7 +2,7 @@
 
 Async (Jupyter supports top-level ``await``)::
 
-    from noctis.finders import check_finder
+    from noctis.finders import aoi_limits, check_finder
     from noctis.notebook import open_uow
     async with open_uow() as uow:                  # settings from ATLAS_DB_* / .env
         finder = await check_finder(uow, 7)        # the flow's own checks
@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from noctis.db import make_engine, make_session_factory
-from noctis.finders import check_finder
+from noctis.finders import aoi_limits, check_finder
 from noctis.models import ArchiveItem
 from noctis.settings import Settings, get_settings
 from noctis.unit_of_work import UnitOfWork
@@ -75,8 +75,9 @@ async def finder_matches(
     The finder goes through the same checks as in the flow: one it would refuse raises the
     same :class:`~noctis.errors.InvalidFinder`.
     """
+    settings = settings or get_settings()
     async with open_uow(settings) as uow:
-        finder = await check_finder(uow, finder_id)
+        finder = await check_finder(uow, finder_id, limits=aoi_limits(settings))
         items = await uow.archive.search(finder.criteria, limit=limit)
         uow.session.expunge_all()  # usable after the session closes
         return items

@@ -28,6 +28,8 @@ class StudyResult(BaseModel):
     new_count: int
     coverage: float | None
     """Share of the AOI covered by at least one matched item; None for a point AOI."""
+    suspect_count: int = 0
+    """Matched items whose footprint has a non-finite coordinate: recorded, with no coverage."""
     flow_run_id: str | None
     notified: bool
     """Whether Augur acknowledged the ``completed`` notification (False when
@@ -52,6 +54,7 @@ def summary_rows(result: StudyResult) -> list[tuple[str, str]]:
         ("Matched items", str(result.matched_count)),
         ("New this run", str(result.new_count)),
         ("Union coverage of the AOI", share(result.coverage)),
+        ("Suspect footprints (non-finite, no coverage)", str(result.suspect_count)),
     ]  # fmt: skip
 
 
@@ -100,5 +103,6 @@ def event_payload(result: StudyResult) -> dict[str, object]:
         "matched_count": result.matched_count,
         "new_count": result.new_count,
         "coverage": result.coverage,
+        "suspect_count": result.suspect_count,
         "window": result.window,
     }

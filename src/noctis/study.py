@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from noctis.finders import Window, check_finder
+from noctis.finders import DEFAULT_LIMITS, AoiLimits, Window, check_finder
 from noctis.repositories import LinkResult, MatchCriteria, StudyItem
 from noctis.unit_of_work import UnitOfWork
 
@@ -35,17 +35,21 @@ class CheckedStudy:
 class StudySummary:
     union_coverage: float | None
     top_items: list[StudyItem] = field(default_factory=list)
+    suspect_count: int = 0
+    """Lookup rows whose footprint has a non-finite coordinate: matched, no coverage."""
 
 
-async def check_study(uow: UnitOfWork, *, finder_id: int, dream_id: int) -> CheckedStudy:
+async def check_study(
+    uow: UnitOfWork, *, finder_id: int, dream_id: int, limits: AoiLimits = DEFAULT_LIMITS
+) -> CheckedStudy:
     """Load the finder and the dream, then check the finder; nothing is written.
 
     An unknown finder is reported first, then an unknown dream, then what is wrong with the
     finder.
     """
-    await uow.finders.get(finder_id)
+    report = await uow.finders.describe(finder_id)
     dream = await uow.dreams.get(dream_id)
-    finder = await check_finder(uow, finder_id)
+    finder = await check_finder(uow, finder_id, limits=limits, report=report)
     return CheckedStudy(
         finder_id=finder.finder_id,
         finder_name=finder.name,
@@ -69,4 +73,5 @@ async def summarise_study(uow: UnitOfWork, study: CheckedStudy, *, top: int = 10
     items = await uow.lookups.top_items(
         finder_id=study.finder_id, dream_id=study.dream_id, limit=top
     )
-    return StudySummary(union_coverage=coverage, top_items=items)
+    suspects = await uow.lookups.suspect_count(finder_id=study.finder_id, dream_id=study.dream_id)
+    return StudySummary(union_coverage=coverage, top_items=items, suspect_count=suspects)

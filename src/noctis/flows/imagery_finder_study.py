@@ -31,7 +31,13 @@ from prefect.events import emit_event
 from pydantic import BeforeValidator, Field
 
 from noctis.augur import Notification, NotificationEvent, idempotency_key
-from noctis.errors import AugurError, FinderNotFound, NoctisError, is_retryable
+from noctis.errors import (
+    AugurError,
+    FinderNotFound,
+    NoctisError,
+    PrefectUnavailable,
+    is_retryable,
+)
 from noctis.repositories import LinkResult
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
 from noctis.runtime import current_runtime, open_runtime
@@ -81,8 +87,11 @@ def database_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
 @database_task("check-study")
 async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
     """Load the finder and the dream and check the finder; nothing is written."""
-    async with current_runtime().unit_of_work() as uow:
-        return await check_study(uow, finder_id=imagery_finder_pk, dream_id=dream_pk)
+    runtime = current_runtime()
+    async with runtime.unit_of_work() as uow:
+        return await check_study(
+            uow, finder_id=imagery_finder_pk, dream_id=dream_pk, limits=runtime.aoi_limits
+        )
 
 
 @database_task("link-matches")
@@ -114,7 +123,15 @@ async def link(study: CheckedStudy, *, limited: bool = False) -> LinkResult:
 @database_task("summarise")
 async def summarise(study: CheckedStudy) -> StudySummary:
     async with current_runtime().unit_of_work() as uow:
-        return await summarise_study(uow, study)
+        summary = await summarise_study(uow, study)
+    if summary.suspect_count:
+        get_run_logger().warning(
+            "ImageryFinder %s: %s matched footprints have a non-finite coordinate (bad archive "
+            "data); they are recorded with no coverage",
+            study.finder_id,
+            summary.suspect_count,
+        )
+    return summary
 
 
 @task(name="notify-augur", cache_policy=NO_CACHE)
@@ -214,6 +231,7 @@ def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> S
         matched_count=linked.total,
         new_count=linked.new,
         coverage=summary.union_coverage,
+        suspect_count=summary.suspect_count,
         flow_run_id=_flow_run_id(),
         notified=False,
     )
@@ -258,14 +276,30 @@ async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResu
         return result.model_copy(update={"notified": notified})
 
 
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
 async def run_here(imagery_finder_pk: int, dream_pk: int) -> StudyResult:
     """Run the flow in this process (on an ephemeral Prefect server unless PREFECT_API_URL is
     set) and return its result; raises :class:`NoctisError` with the run's message when the run
-    does not complete."""
-    state = await imagery_finder_study(
-        imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
-    )
+    does not complete, :class:`PrefectUnavailable` when there is no Prefect API to run it on."""
+    try:
+        state = await imagery_finder_study(
+            imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
+        )
+    except RuntimeError as e:
+        if EPHEMERAL_TIMEOUT not in str(e):
+            raise
+        raise PrefectUnavailable(
+            "Prefect's ephemeral API server did not start in time (each process without "
+            "PREFECT_API_URL starts its own, and several at once on a small machine start "
+            "slowly): point PREFECT_API_URL at a running server (`prefect server start`), or "
+            "allow a longer start-up with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+        ) from None
     if not state.is_completed():
+        error = await state.aresult(raise_on_failure=False)
+        if isinstance(error, NoctisError):
+            raise error
         raise NoctisError(state.message or f"the flow run ended {state.type.value}")
     result: StudyResult = await state.aresult()
     return result

@@ -10,15 +10,15 @@ Repositories take a session and never commit: the unit of work
 """
 
 from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_conditions
-from noctis.repositories.finders import DreamRepository, ImageryFinderRepository, LocationReport
+from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 
 __all__ = [
     "ArchiveRepository",
     "DreamRepository",
+    "FinderReport",
     "ImageryFinderRepository",
     "LinkResult",
-    "LocationReport",
     "LookupRepository",
     "MatchCriteria",
     "StudyItem",

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import ColumnElement, bindparam, func, literal, select, text
+from sqlalchemy import ColumnElement, Text, any_, bindparam, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem
-from noctis.repositories.geo import clipped_area
+from noctis.repositories.geo import clipped_share
 
 # Run before every statement of the match rule, for its transaction only: a custom plan for
 # every execution (module doc), and no JIT: it compiles calls into PostGIS' C functions that
@@ -68,20 +69,22 @@ def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
         # NULL cloud cover fails the comparison, so unknown cover is excluded too.
         conditions.append(ArchiveItem.cloud_cover <= criteria.max_cloud_cover)
     if criteria.collections is not None:
-        conditions.append(ArchiveItem.collection.in_(criteria.collections))
+        # One array parameter, whatever its length: IN (...) binds one parameter per name and
+        # PostgreSQL takes at most 32,767.
+        names = bindparam("collections", list(criteria.collections), type_=ARRAY(Text))
+        conditions.append(ArchiveItem.collection == any_(names))
     return conditions
 
 
 def coverage_expression(criteria: MatchCriteria) -> ColumnElement[float | None]:
     """area(footprint ∩ AOI) / area(AOI) on the spheroid; the AOI's area is computed once.
 
-    :func:`~noctis.repositories.geo.clipped_area` keeps one invalid or antimeridian-split
-    footprint from failing the statement.
+    :func:`~noctis.repositories.geo.clipped_share` keeps one invalid or antimeridian-split
+    footprint from failing the statement, and gives a non-finite one NULL.
     """
     if criteria.area_m2 is None or criteria.area_m2 <= 0:
         return literal(None, type_=ArchiveLookupItem.coverage.type)
-    area = clipped_area(ArchiveItem.footprint, aoi_param(criteria), aoi_area=criteria.area_m2)
-    return func.least(1.0, area / criteria.area_m2)
+    return clipped_share(ArchiveItem.footprint, aoi_param(criteria), aoi_area=criteria.area_m2)
 
 
 class ArchiveRepository:

@@ -23,7 +23,7 @@ from noctis.repositories.archive import (
     coverage_expression,
     match_conditions,
 )
-from noctis.repositories.geo import clean_footprint, spheroid_area
+from noctis.repositories.geo import clean_footprint, spheroid_area, suspect
 
 # Transaction-scoped, one round trip with the plan settings: concurrent runs of one study
 # take turns, so each reports consistent counts.
@@ -110,6 +110,17 @@ class LookupRepository:
         async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
             await self._session.execute(CUSTOM_PLAN)
             return float((await self._session.execute(stmt)).scalar_one())
+
+    async def suspect_count(self, *, finder_id: int, dream_id: int) -> int:
+        """The study's items whose footprint has a non-finite coordinate (no coverage)."""
+        stmt = (
+            select(func.count())
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(finder_id, dream_id), suspect(ArchiveItem.footprint))
+        )
+        async with translated(f"counting the suspect items of ImageryFinder {finder_id}"):
+            return int((await self._session.execute(stmt)).scalar_one())
 
     async def top_items(self, *, finder_id: int, dream_id: int, limit: int = 10) -> list[StudyItem]:
         """The study's items by coverage (largest first), then newest."""
