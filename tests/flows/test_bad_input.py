@@ -350,7 +350,7 @@ async def test_aois_wider_than_180_degrees_work(
     from noctis.runtime import open_runtime
 
     async with open_runtime(study_env) as runtime, runtime.unit_of_work() as uow:
-        report = await uow.finders.describe_location(finder)
+        report = await uow.finders.describe(finder)
     assert report.area_m2 == pytest.approx(area_m2, rel=2e-3)
 
 

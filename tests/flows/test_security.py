@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
+import json
 import logging
 import traceback
 import uuid
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import prefect.settings
 import psycopg
@@ -216,10 +217,22 @@ def _every_log_record() -> Iterator[list[str]]:
 
 
 def _secret_forms(secret: str) -> set[str]:
-    forms = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
-    if ":" in secret:  # user:password, as in a Basic header
-        forms.add(secret.split(":", 1)[1])
-    return forms
+    """Every form a secret takes in text: raw and stripped (a secret read from a file ends in a
+    newline), escaped as in a repr or a bytes repr, URL- and JSON-encoded, base64."""
+    forms = set()
+    for value in {secret, secret.strip()}:
+        forms |= {
+            value,
+            repr(value)[1:-1],
+            repr(value.encode())[2:-1],
+            quote(value, safe=""),
+            quote_plus(value, safe=""),
+            json.dumps(value)[1:-1],
+            base64.b64encode(value.encode()).decode(),
+        }
+        if ":" in value:  # user:password, as in a Basic header
+            forms.add(value.split(":", 1)[1])
+    return {f for f in forms if len(f) >= 6}
 
 
 def _leaks(texts: list[str], secrets: list[str]) -> list[str]:
@@ -401,3 +414,75 @@ def test_sql_is_only_built_from_bound_parameters_and_constructs() -> None:
     unexpected = {k: v for k, v in found.items() if k not in ALLOWED}
     assert unexpected == {}
     assert set(ALLOWED) <= set(found), "an allowed exception is gone: update ALLOWED"
+
+
+# Secrets as operators really write them: read from files (a trailing newline), with spaces,
+# URL-special and non-ASCII characters. The token must be a bearer token (RFC 6750), so it has
+# only the URL-special characters a token may have.
+AWKWARD_DB_PASSWORD = "pw with space/#?&=%é-\u00fc-9f3\n"
+AWKWARD_TOKEN = "tok-+/=~._8c1e2d\n"
+
+
+async def test_awkward_secrets_never_leak_whatever_fails(
+    study_env: Settings,
+    postgis_url: URL,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Secrets with a trailing newline, spaces, URL-special and non-ASCII characters: they
+    work (surrounding whitespace is stripped), and no form of them appears anywhere when the
+    database is down, when Augur refuses, and when Augur echoes the token back."""
+    role = f"noctis_awkward_{uuid.uuid4().hex[:6]}"
+    password = AWKWARD_DB_PASSWORD.strip()
+    database = study_env.atlas_url.database
+    await admin.execute(
+        psycopg.sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            psycopg.sql.Identifier(role), psycopg.sql.Literal(password)
+        )
+    )
+    try:
+        url = postgis_url.set(
+            drivername="postgresql", username=role, password=password, database=database
+        ).render_as_string(hide_password=False)
+        monkeypatch.setenv("ATLAS_DB_URL", url + "\n")  # as read from a file
+        monkeypatch.setenv("NOCTIS_AUGUR_API_TOKEN", AWKWARD_TOKEN)
+        get_settings.cache_clear()
+        finder, dream, expected = await _seed(admin)
+        since = datetime.now(UTC) - timedelta(seconds=5)
+        states: list[State[Any]] = []
+        with _every_log_record() as records:
+            states.append(await run_study(finder, dream))  # works: secrets stripped
+            assert states[-1].is_completed(), states[-1].message
+            token = AWKWARD_TOKEN.strip()
+            augur_stub.script([Reply(403, json={"detail": f"refused Bearer {token}"})])
+            states.append(await run_study(finder, dream))  # Augur refuses, echoing the token
+            augur_stub.script([Reply(503, text=f"down; you sent {token!r}")] * 9)
+            states.append(await run_study(finder, dream))  # Augur down, echoing it escaped
+            down = postgis_url.set(port=1, username=role, password=password, database=database)
+            monkeypatch.setenv("ATLAS_DB_URL", down.render_as_string(hide_password=False))
+            monkeypatch.setenv("ATLAS_DB_CONNECT_TIMEOUT", "1")
+            get_settings.cache_clear()
+            states.append(await run_study(finder, dream))  # Atlas down
+        assert [s.type.value for s in states] == ["COMPLETED", "FAILED", "FAILED", "FAILED"]
+        assert augur_stub.requests[0].header("Authorization") == f"Bearer {token}"
+        assert await linked_ids(admin, finder, dream) == expected
+        texts = records + [r.body.decode() for r in augur_stub.requests]
+        for state in states:
+            texts.append(state.message or "")
+            if state.is_failed():
+                texts.append(_chain(await state.aresult(raise_on_failure=False)))
+        texts += await _server_side(states, since)
+        captured = capfd.readouterr()
+        texts += [captured.out, captured.err]
+        leaks = _leaks(texts, [AWKWARD_DB_PASSWORD, AWKWARD_TOKEN])
+        assert leaks == []
+        # The search finds each form it looks for.
+        planted = [repr(AWKWARD_TOKEN.encode()), quote(AWKWARD_DB_PASSWORD.strip(), safe="")]
+        assert len(_leaks(planted, [AWKWARD_DB_PASSWORD, AWKWARD_TOKEN])) == 2
+    finally:
+        get_settings.cache_clear()
+        await admin.execute(
+            psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role))
+        )

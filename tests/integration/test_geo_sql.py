@@ -6,11 +6,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.models import ArchiveItem
-from noctis.repositories.geo import clipped_area, spheroid_area
+from noctis.repositories.geo import clean_footprint, clipped_share, spheroid_area, suspect
 from tests.support.studies import seed_grid
 
 
@@ -49,49 +50,79 @@ async def test_geography_alone_fails_on_the_world(session: AsyncSession) -> None
         await _one(session, func.ST_Area(func.geography(world)))
 
 
-async def test_clipped_area_equals_the_plain_expression_on_valid_footprints(
+AOI = "POLYGON((10.2 44.3, 11.1 44.3, 11.4 45.6, 10.1 45.2, 10.2 44.3))"
+
+
+async def test_clipped_share_is_the_plain_share_on_valid_footprints(
     session: AsyncSession, admin: psycopg.AsyncConnection
 ) -> None:
+    """The shortcuts (ST_Covers both ways) and the guards change no valid footprint's share."""
     await seed_grid(admin, n=400)
-    aoi = _geom("POLYGON((10.2 44.3, 11.1 44.3, 11.4 45.6, 10.1 45.2, 10.2 44.3))")
-    footprint = ArchiveItem.footprint
-    plain = func.ST_Area(func.geography(func.ST_Intersection(footprint, aoi)))
-    stmt = select(func.max(func.abs(clipped_area(footprint, aoi) - plain)), func.count()).where(
-        func.ST_Intersects(footprint, aoi)
-    )
-    difference, matches = (await session.execute(stmt)).one()
-    assert matches > 100
-    assert difference == 0.0
-
-
-async def test_clipped_area_of_an_invalid_footprint_is_its_repair(session: AsyncSession) -> None:
-    bow_tie = _geom("POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))")
-    aoi = _geom("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))")
-    with pytest.raises(DBAPIError, match="TopologyException"):
-        await _one(session, func.ST_Area(func.geography(func.ST_Intersection(bow_tie, aoi))))
-    await session.rollback()
-    area = await _one(session, clipped_area(bow_tie, aoi))
-    square = await _one(session, func.ST_Area(func.geography(aoi)))
-    assert area == pytest.approx(square / 2, rel=1e-3)  # two triangles, half the square
-
-
-async def test_clipped_area_shortcuts_agree_with_the_overlay(
-    session: AsyncSession, admin: psycopg.AsyncConnection
-) -> None:
-    """With the AOI's area, ST_Covers skips the overlay; the areas must not change."""
-    await seed_grid(admin, n=400)
-    wkt = "POLYGON((10.2 44.3, 11.1 44.3, 11.4 45.6, 10.1 45.2, 10.2 44.3))"
-    aoi = _geom(wkt)
+    aoi = _geom(AOI)
     aoi_area = float(await _one(session, func.ST_Area(func.geography(aoi))))
     footprint = ArchiveItem.footprint
-    plain = func.ST_Area(func.geography(func.ST_Intersection(footprint, aoi)))
-    shortcut = clipped_area(footprint, aoi, aoi_area=aoi_area)
+    plain = func.ST_Area(func.geography(func.ST_Intersection(footprint, aoi))) / aoi_area
     stmt = select(
-        func.max(func.abs(shortcut - plain) / aoi_area),
+        func.max(func.abs(clipped_share(footprint, aoi, aoi_area=aoi_area) - plain)),
         func.count(),
         func.count().filter(func.ST_Covers(aoi, footprint)),
     ).where(func.ST_Intersects(footprint, aoi))
     difference, matches, inside = (await session.execute(stmt)).one()
     assert matches > 100
     assert inside > 0, "no footprint inside the AOI: the shortcut was not exercised"
-    assert difference < 1e-9
+    assert difference < 1e-12
+
+
+async def test_the_share_of_an_invalid_footprint_is_that_of_its_repair(
+    session: AsyncSession,
+) -> None:
+    bow_tie = _geom("POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))")
+    aoi = _geom("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))")
+    with pytest.raises(DBAPIError, match="TopologyException"):
+        await _one(session, func.ST_Area(func.geography(func.ST_Intersection(bow_tie, aoi))))
+    await session.rollback()
+    aoi_area = await _one(session, func.ST_Area(func.geography(aoi)))
+    share = await _one(session, clipped_share(bow_tie, aoi, aoi_area=aoi_area))
+    assert share == pytest.approx(0.5, rel=1e-3)  # two triangles, half the square
+
+
+def _with_vertex(x: str) -> object:
+    """A square footprint over (0, 0)..(1, 1) whose third vertex has longitude ``x``."""
+    points = [
+        func.ST_MakePoint(0, 0),
+        func.ST_MakePoint(1, 0),
+        func.ST_MakePoint(float(x), 1),
+        func.ST_MakePoint(0, 1),
+        func.ST_MakePoint(0, 0),
+    ]
+    return func.ST_SetSRID(func.ST_MakePolygon(func.ST_MakeLine(array(points))), 4326)
+
+
+@pytest.mark.parametrize("x", ["Infinity", "-Infinity", "NaN"])
+async def test_a_non_finite_footprint_gets_no_share_and_counts_as_suspect(
+    session: AsyncSession, x: str
+) -> None:
+    """Never a made-up number: ST_MakeValid gives NULL for Infinity and a wrong triangle for
+    NaN, and LEAST(1, NULL) would be 1."""
+    footprint = _with_vertex(x)
+    aoi = _geom("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))")
+    aoi_area = await _one(session, func.ST_Area(func.geography(aoi)))
+    share, is_suspect, clean, hits = (
+        await session.execute(
+            select(
+                clipped_share(footprint, aoi, aoi_area=aoi_area),
+                suspect(footprint),
+                clean_footprint(footprint),
+                func.ST_Intersects(footprint, aoi),
+            )
+        )
+    ).one()
+    assert share is None
+    assert is_suspect is True
+    assert clean is None
+    assert hits is True  # it still matches: the match rule is ST_Intersects, unchanged
+
+
+async def test_valid_and_repairable_footprints_are_not_suspect(session: AsyncSession) -> None:
+    for wkt in ("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))"):
+        assert (await session.execute(select(suspect(_geom(wkt))))).scalar_one() is False

@@ -32,6 +32,54 @@ REFERENCE = """
 """
 
 
+# The coverage rule written independently of noctis.repositories.geo (README, "The match
+# rule"): the share of the AOI on the WGS 84 spheroid; geography below 180° of longitude
+# (the AOI's width for its area, the footprint's for a piece), Lambert cylindrical equal-area
+# beyond; an invalid footprint is measured by its repair; a non-finite one, or a point AOI,
+# has none. No ST_Covers shortcut: the overlay every time.
+REFERENCE_COVERAGE = """
+    WITH f AS (
+      SELECT id, location,
+             ST_GeometryType(location) IN ('ST_Point', 'ST_MultiPoint') AS is_point,
+             CASE WHEN ST_XMax(location) - ST_XMin(location) < 180
+                  THEN ST_Area(location::geography)
+                  ELSE ST_Area(ST_Transform(ST_Segmentize(location, 1),
+                       '+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'))
+             END AS area
+      FROM imagery_finder WHERE id = %(finder)s),
+    m AS (
+      SELECT l.archive_item_id AS id, l.coverage, a.footprint,
+             ST_IsValid(a.footprint) AS valid,
+             ST_XMax(a.footprint) - ST_XMin(a.footprint) < 180 AS narrow
+      FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
+      WHERE l.imagery_finder_id = %(finder)s AND l.dream_id = %(dream)s),
+    pieces AS (
+      SELECT m.id, m.coverage, m.narrow, f.is_point, f.area,
+             CASE WHEN NOT m.valid AND ST_IsValidReason(m.footprint) LIKE 'Invalid Coordinate%%'
+                  THEN NULL
+                  ELSE ST_Intersection(CASE WHEN m.valid THEN m.footprint
+                       ELSE ST_CollectionExtract(ST_MakeValid(m.footprint), 3) END, f.location)
+             END AS piece
+      FROM m, f)
+    SELECT id, coverage,
+           CASE WHEN is_point OR piece IS NULL THEN NULL
+                ELSE least(1.0, CASE WHEN narrow THEN ST_Area(piece::geography)
+                  ELSE ST_Area(ST_Transform(ST_Segmentize(piece, 1),
+                       '+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'))
+                  END / area)
+           END AS expected
+    FROM pieces ORDER BY id
+"""
+
+
+async def coverages(
+    conn: psycopg.AsyncConnection, finder: int, dream: int
+) -> list[tuple[int, float | None, float | None]]:
+    """(archive item id, recorded coverage, the reference's) for each lookup row of a study."""
+    cur = await conn.execute(REFERENCE_COVERAGE, {"finder": finder, "dream": dream})
+    return [(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
+
+
 def admin_dsn(settings: Settings) -> str:
     """A libpq DSN for the settings' database (superuser in the tests)."""
     return libpq_dsn(settings.atlas_url)

@@ -12,12 +12,12 @@ from geoalchemy2 import WKTElement
 from noctis.errors import InvalidFinder
 from noctis.finders import Window, check_filters, check_location, criteria_for
 from noctis.models import ImageryFinder
-from noctis.repositories import LocationReport
+from noctis.repositories import FinderReport
 
 SQUARE = "POLYGON((10 44, 11 44, 11 45, 10 45, 10 44))"
 
 
-def _report(**overrides: object) -> LocationReport:
+def _report(**overrides: object) -> FinderReport:
     values: dict[str, object] = {
         "geometry_type": "ST_Polygon",
         "srid": 4326,
@@ -29,7 +29,7 @@ def _report(**overrides: object) -> LocationReport:
         "polygon_wkb": shapely.to_wkb(shapely.from_wkt(SQUARE)),
     }
     values.update(overrides)
-    return LocationReport(**values)  # type: ignore[arg-type]
+    return FinderReport(**values)  # type: ignore[arg-type]
 
 
 def _finder(**overrides: object) -> ImageryFinder:
