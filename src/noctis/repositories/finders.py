@@ -125,7 +125,7 @@ class ImageryFinderRepository:
             unrepresentable(ImageryFinder.end_date),
             func.array_ndims(ImageryFinder.collections),
         ).where(ImageryFinder.id == finder_id)
-        async with translated(f"inspecting the location of ImageryFinder {finder_id}"):
+        async with translated(f"loading ImageryFinder {finder_id}"):
             row = (await self._session.execute(stmt)).one_or_none()
         if row is None:
             raise FinderNotFound(finder_id)
