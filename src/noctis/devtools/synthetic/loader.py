@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
+from typing import TypedDict, Unpack
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -16,6 +17,15 @@ from noctis.devtools.synthetic.spec import ArchiveSpec
 __all__ = ["load_archive", "load_archive_url"]
 
 Progress = Callable[[int, int], None]
+
+
+class LoadOptions(TypedDict, total=False):
+    """The keyword options of :func:`load_archive`, which :func:`load_archive_url` passes on."""
+
+    progress: Progress | None
+    batch_size: int
+    table: str
+    schema_name: str | None
 
 
 async def load_archive(
@@ -72,28 +82,15 @@ async def load_archive(
 
 
 async def load_archive_url(
-    url: str | URL,
-    spec: ArchiveSpec,
-    *,
-    progress: Progress | None = None,
-    batch_size: int = 50_000,
-    table: str = "archive_item",
-    schema_name: str | None = None,
+    url: str | URL, spec: ArchiveSpec, **options: Unpack[LoadOptions]
 ) -> int:
-    """:func:`load_archive` over a new connection to ``url``.
+    """:func:`load_archive` over a new connection to ``url``, with the same options.
 
     ``url`` is a SQLAlchemy URL or its string, with any PostgreSQL driver
     (``postgresql+asyncpg://...``) or none (``postgresql://...``).
     """
     conn = await asyncpg.connect(libpq_dsn(make_url(url)))
     try:
-        return await load_archive(
-            conn,
-            spec,
-            progress=progress,
-            batch_size=batch_size,
-            table=table,
-            schema_name=schema_name,
-        )
+        return await load_archive(conn, spec, **options)
     finally:
         await conn.close()
