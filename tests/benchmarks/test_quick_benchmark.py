@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from benchmarks.cli import quick_config
-from benchmarks.runner import RESULTS_MD, run
+from benchmarks.results import RESULTS_MD
+from benchmarks.runner import run
 from benchmarks.targets import flow_peak_mb, link_ratios, per_row_speedups, speedup
 from sqlalchemy.engine import URL
 

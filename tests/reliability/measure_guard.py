@@ -23,11 +23,17 @@ from sqlalchemy import bindparam, cast, func, select, text
 
 from noctis import migrate
 from noctis.db import make_engine
-from noctis.localdb import LocalPostgis
+from noctis.devtools.localdb import LocalPostgis
+from noctis.devtools.synthetic import (
+    ArchiveSpec,
+    city_aoi,
+    country_aoi,
+    load_archive_url,
+    region_aoi,
+)
 from noctis.models import ArchiveItem
 from noctis.repositories.geo import clipped_area
 from noctis.settings import Settings
-from noctis.synthetic import ArchiveSpec, city_aoi, country_aoi, load_archive_url, region_aoi
 
 
 async def _measure(settings: Settings, size: int, repeat: int) -> None:

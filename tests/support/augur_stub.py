@@ -31,6 +31,13 @@ from typing import Any, Self
 
 import pytest
 
+from noctis.devtools.localdb import free_port
+
+# TEMPORARY alias: the callers (tests/e2e/conftest.py, tests/integration/test_augur_wire.py,
+# tests/reliability/test_augur_faults.py, tests/reliability/test_database_faults.py) import
+# `unused_port` from here; switch them to noctis.devtools.localdb.free_port, then drop this.
+unused_port = free_port
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -201,14 +208,6 @@ def _detail(status: int) -> dict[str, str]:
         return {"detail": HTTPStatus(status).phrase}
     except ValueError:
         return {"detail": f"HTTP {status}"}
-
-
-def unused_port() -> int:
-    """A port nothing listens on (bound then released), for 'connection refused' tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from sqlalchemy.engine import URL, make_url
 
-from noctis.localdb import LocalPostgis, find_bindir
+from noctis.devtools.localdb import LocalPostgis, find_bindir
 
 POSTGIS_IMAGE = "postgis/postgis:15-3.5"
 NO_POSTGIS = (

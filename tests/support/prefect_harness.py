@@ -23,7 +23,7 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.server.database.dependencies import temporary_database_interface
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from noctis.localdb import free_port
+from noctis.devtools.localdb import free_port
 
 
 @contextlib.contextmanager

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import shapely
 
-from noctis import synthetic
-from noctis.synthetic import (
+from noctis.devtools.synthetic import (
     CITIES,
     COMMERCIAL_COLLECTIONS,
     COPY_COLUMNS,
@@ -30,6 +29,8 @@ from noctis.synthetic import (
     point_aoi,
     region_aoi,
 )
+from noctis.devtools.synthetic.geometry import KM_PER_DEGREE
+from noctis.devtools.synthetic.grid import tile_grid
 
 SIZE = 30_000
 SPEC = ArchiveSpec(size=SIZE)
@@ -61,8 +62,8 @@ def _km_across(geom: shapely.Geometry) -> tuple[float, float]:
     x0, y0, x1, y1 = geom.bounds
     lat = (y0 + y1) / 2
     return (
-        (x1 - x0) * synthetic.KM_PER_DEGREE * math.cos(math.radians(lat)),
-        (y1 - y0) * synthetic.KM_PER_DEGREE,
+        (x1 - x0) * KM_PER_DEGREE * math.cos(math.radians(lat)),
+        (y1 - y0) * KM_PER_DEGREE,
     )
 
 
@@ -173,7 +174,7 @@ def test_commercial_scenes_cluster_around_cities(archive: ArchiveBatch, geoms: n
         if shapely.get_type_id(geoms[i]) == 6:
             continue  # the centroid of a split footprint is meaningless
         d_lon = (centre.x - home.lon) * math.cos(math.radians(home.lat))
-        assert math.hypot(d_lon, centre.y - home.lat) * synthetic.KM_PER_DEGREE < 150
+        assert math.hypot(d_lon, centre.y - home.lat) * KM_PER_DEGREE < 150
 
 
 # --------------------------------------------------------------------- attributes
@@ -286,7 +287,7 @@ def test_a_finite_archive_holds_fewer_tiles_not_sparser_revisits(archive: Archiv
 
 
 def test_sentinel_tiles_start_near_cities() -> None:
-    grid = synthetic._grid()
+    grid = tile_grid()
     batch = _all(ArchiveSpec(size=60_000))
     tiles = set(_visits(batch))
     # ~70 tiles, 80% of them a city's nearest: most tiles hold a city.

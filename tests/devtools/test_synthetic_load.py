@@ -7,19 +7,22 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from noctis.devtools.localdb import libpq_dsn
+from noctis.devtools.synthetic import (
+    ArchiveBatch,
+    ArchiveSpec,
+    generate,
+    load_archive,
+    load_archive_url,
+)
 from noctis.settings import Settings
-from noctis.synthetic import ArchiveBatch, ArchiveSpec, generate, load_archive, load_archive_url
 
 SPEC = ArchiveSpec(size=5_000, seed=11)
 
 
-def _dsn(settings: Settings) -> str:
-    return settings.atlas_url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture
 async def conn(atlas_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(_dsn(atlas_settings))
+    connection = await asyncpg.connect(libpq_dsn(atlas_settings.atlas_url))
     try:
         yield connection
     finally:
@@ -79,3 +82,10 @@ async def test_load_over_an_open_connection_is_all_or_nothing(conn: asyncpg.Conn
         await load_archive(conn, spec, batch_size=400)  # the same external_ids again
     assert await conn.fetchval("SELECT count(*) FROM archive_item") == 1_500
     assert await load_archive(conn, ArchiveSpec(size=0)) == 0
+
+
+async def test_load_archive_url_takes_a_sqlalchemy_url(
+    atlas_settings: Settings, conn: asyncpg.Connection
+) -> None:
+    assert await load_archive_url(atlas_settings.atlas_url, ArchiveSpec(size=300, seed=2)) == 300
+    assert await conn.fetchval("SELECT count(*) FROM archive_item") == 300
