@@ -26,7 +26,8 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from noctis import migrate
-from noctis.devtools.localdb import LocalPostgis, libpq_dsn
+from noctis.db import libpq_dsn
+from noctis.devtools.localdb import LocalPostgis
 from noctis.devtools.synthetic import ArchiveSpec, load_archive_url
 from noctis.settings import Settings
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from benchmarks.matching import Study
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import libpq_dsn
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,8 +33,7 @@ from benchmarks import sql
 from benchmarks.cases import Case, aoi_ewkb
 from benchmarks.db import settings_for
 from benchmarks.stats import Measurement, measure_interleaved
-from noctis.db import APPLICATION_NAME, make_engine, make_session_factory
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import APPLICATION_NAME, libpq_dsn, make_engine, make_session_factory
 from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import coverage_expression, match_conditions
 from noctis.study import CheckedStudy, check_study, link_study
@@ -203,7 +202,7 @@ class Bench:
         )
         dream_id = await self.new_dream(f"bench {case.key}")
         async with UnitOfWork(self.factory) as uow:
-            checked = await check_study(uow, finder_pk=int(finder_id), dream_pk=dream_id)
+            checked = await check_study(uow, finder_id=int(finder_id), dream_id=dream_id)
         return Study(case, int(finder_id), dream_id, checked, ewkb)
 
     async def new_dream(self, name: str) -> int:
@@ -380,7 +379,7 @@ class Bench:
 
     async def check(self, study: Study) -> int:
         async with UnitOfWork(self.factory) as uow:
-            checked = await check_study(uow, finder_pk=study.finder_id, dream_pk=study.dream_id)
+            checked = await check_study(uow, finder_id=study.finder_id, dream_id=study.dream_id)
         return checked.finder_id
 
     # ------------------------------------------------------------------ timing

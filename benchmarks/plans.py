@@ -22,7 +22,7 @@ from benchmarks import sql
 from benchmarks.cases import Case
 from benchmarks.db import GIST_INDEX
 from benchmarks.matching import Bench, Study
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import libpq_dsn
 
 EXTRA_INDEXES: dict[str, str] = {
     "ix_bench_archive_item_footprint": (

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import libpq_dsn
 from noctis.devtools.reference import (
     REFERENCE_MATCH_SQL,
     check_against_reference,

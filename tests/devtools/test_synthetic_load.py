@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import libpq_dsn
 from noctis.devtools.synthetic import (
     ArchiveBatch,
     ArchiveSpec,

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from noctis.devtools.localdb import free_port
 from noctis.settings import Settings, get_settings
-from tests.support.augur_stub import AugurStub, RecordedRequest, Reply, unused_port
+from tests.support.augur_stub import AugurStub, RecordedRequest, Reply
 from tests.support.factories import box
 from tests.support.studies import (
     AUGUR_TOKEN,
@@ -188,7 +189,7 @@ async def test_connection_refused_fails_the_run_after_bounded_retries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     finder, dream, expected = await _study(admin)
-    port = unused_port()
+    port = free_port()
     _env(monkeypatch, NOCTIS_AUGUR_API_URL=f"http://127.0.0.1:{port}")
     started = time.monotonic()
     state = await run_study(finder, dream)
@@ -264,7 +265,7 @@ async def test_augur_down_does_not_mask_the_reason_a_study_failed(
 
     dream = await add_dream(admin)
     finder = await add_finder(admin, "POLYGON EMPTY")
-    _env(monkeypatch, NOCTIS_AUGUR_API_URL=f"http://127.0.0.1:{unused_port()}")
+    _env(monkeypatch, NOCTIS_AUGUR_API_URL=f"http://127.0.0.1:{free_port()}")
     state = await run_study(finder, dream)
     assert state.is_failed()
     assert f"ImageryFinder {finder} has an empty location" in (state.message or "")

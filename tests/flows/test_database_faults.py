@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import text
 
 from noctis.db import translated
+from noctis.devtools.localdb import free_port
 from noctis.errors import DatabaseError, DatabaseUnavailable, is_retryable
 from noctis.runtime import open_runtime
 from noctis.settings import Settings, get_settings
 from noctis.study import check_study
-from tests.support.augur_stub import AugurStub, unused_port
+from tests.support.augur_stub import AugurStub
 from tests.support.factories import box
 from tests.support.studies import (
     add_dream,
@@ -116,7 +117,7 @@ async def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
 @pytest.fixture
 def atlas_down(study_env: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """ATLAS_DB_URL at a closed port, with a password in it."""
-    url = f"postgresql://noctis:{DB_PASSWORD}@127.0.0.1:{unused_port()}/augur"
+    url = f"postgresql://noctis:{DB_PASSWORD}@127.0.0.1:{free_port()}/augur"
     monkeypatch.setenv("ATLAS_DB_URL", url)
     get_settings.cache_clear()
     yield url

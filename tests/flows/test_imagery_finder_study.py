@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis import __version__
+from noctis.devtools.reference import reference_match_sql
 from noctis.flows.imagery_finder_study import imagery_finder_study
 from noctis.models import ArchiveLookupItem, Dream
 from noctis.settings import Settings
@@ -23,19 +24,7 @@ from tests.support.augur_stub import AugurStub
 from tests.support.factories import add_dream, add_finder, add_item, box
 from tests.support.studies import AUGUR_TOKEN
 
-REFERENCE = text(
-    """
-    SELECT a.id FROM archive_item a, imagery_finder f
-    WHERE f.id = :finder
-      AND ST_Intersects(a.footprint, f.location)
-      AND (f.start_date IS NULL OR a.acquired_at >= f.start_date::timestamp AT TIME ZONE 'UTC')
-      AND (f.end_date IS NULL
-           OR a.acquired_at < (f.end_date + 1)::timestamp AT TIME ZONE 'UTC')
-      AND (f.max_cloud_cover IS NULL OR a.cloud_cover <= f.max_cloud_cover)
-      AND (f.collections IS NULL OR a.collection = ANY (f.collections))
-    ORDER BY a.id
-    """
-)
+REFERENCE = text(reference_match_sql(":finder"))
 
 
 async def _seed(session: AsyncSession) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 CI runs ``NOCTIS_LOAD_RUNS`` (default 60) runs; the full proof is by hand::
 
-    NOCTIS_LOAD_RUNS=500 uv run pytest tests/reliability/test_load.py -s
+    NOCTIS_LOAD_RUNS=500 uv run pytest tests/flows/test_load.py -s
 
 Each run is a whole flow (Prefect harness, PostGIS, the Augur stub): it opens its engine and
 Augur client and must close both. Between runs Noctis must hold no connection to Atlas; during

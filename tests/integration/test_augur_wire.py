@@ -15,8 +15,9 @@ import pytest
 from pydantic import SecretStr
 
 from noctis.augur import AugurClient, Notification, NotificationEvent, RetryPolicy, idempotency_key
+from noctis.devtools.localdb import free_port
 from noctis.errors import AugurRejected, AugurUnavailable, ConfigurationError
-from tests.support.augur_stub import AugurStub, Reply, unused_port
+from tests.support.augur_stub import AugurStub, Reply
 
 TOKEN = "wire-token-7c1d2e"
 RUN_ID = "5f0c9a2b-1e3d-4c5b-8a7f-6e5d4c3b2a10"
@@ -105,7 +106,7 @@ async def test_a_timeout_then_success_is_a_success(augur_stub: AugurStub) -> Non
 
 
 async def test_connection_refused_raises_augur_unavailable_after_bounded_attempts() -> None:
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     async with client_for(url) as client:
         with pytest.raises(AugurUnavailable, match=r"4 attempt\(s\).*ConnectError") as caught:

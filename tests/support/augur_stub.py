@@ -31,13 +31,6 @@ from typing import Any, Self
 
 import pytest
 
-from noctis.devtools.localdb import free_port
-
-# TEMPORARY alias: the callers (tests/e2e/conftest.py, tests/integration/test_augur_wire.py,
-# tests/reliability/test_augur_faults.py, tests/reliability/test_database_faults.py) import
-# `unused_port` from here; switch them to noctis.devtools.localdb.free_port, then drop this.
-unused_port = free_port
-
 
 @dataclass(frozen=True)
 class Reply:

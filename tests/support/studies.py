@@ -13,70 +13,19 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, TaskRun
 
 from noctis.db import libpq_dsn
+from noctis.devtools.reference import reference_coverage_sql, reference_match_sql
 from noctis.flows.imagery_finder_study import imagery_finder_study
 from noctis.settings import Settings
 
 AUGUR_TOKEN = "augur-token-6c1f0e-for-reliability"
-
-# The match rule written independently of the repositories (README, "The match rule").
-REFERENCE = """
-    SELECT a.id FROM archive_item a, imagery_finder f
-    WHERE f.id = %(finder)s
-      AND ST_Intersects(a.footprint, f.location)
-      AND (f.start_date IS NULL OR a.acquired_at >= f.start_date::timestamp AT TIME ZONE 'UTC')
-      AND (f.end_date IS NULL
-           OR a.acquired_at < (f.end_date + 1)::timestamp AT TIME ZONE 'UTC')
-      AND (f.max_cloud_cover IS NULL OR a.cloud_cover <= f.max_cloud_cover)
-      AND (f.collections IS NULL OR a.collection = ANY (f.collections))
-    ORDER BY a.id
-"""
-
-
-# The coverage rule written independently of noctis.repositories.geo (README, "The match
-# rule"): the share of the AOI on the WGS 84 spheroid; geography below 180° of longitude
-# (the AOI's width for its area, the footprint's for a piece), Lambert cylindrical equal-area
-# beyond; an invalid footprint is measured by its repair; a non-finite one, or a point AOI,
-# has none. No ST_Covers shortcut: the overlay every time.
-REFERENCE_COVERAGE = """
-    WITH f AS (
-      SELECT id, location,
-             ST_GeometryType(location) IN ('ST_Point', 'ST_MultiPoint') AS is_point,
-             CASE WHEN ST_XMax(location) - ST_XMin(location) < 180
-                  THEN ST_Area(location::geography)
-                  ELSE ST_Area(ST_Transform(ST_Segmentize(location, 1),
-                       '+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'))
-             END AS area
-      FROM imagery_finder WHERE id = %(finder)s),
-    m AS (
-      SELECT l.archive_item_id AS id, l.coverage, a.footprint,
-             ST_IsValid(a.footprint) AS valid,
-             ST_XMax(a.footprint) - ST_XMin(a.footprint) < 180 AS narrow
-      FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
-      WHERE l.imagery_finder_id = %(finder)s AND l.dream_id = %(dream)s),
-    pieces AS (
-      SELECT m.id, m.coverage, m.narrow, f.is_point, f.area,
-             CASE WHEN NOT m.valid AND ST_IsValidReason(m.footprint) LIKE 'Invalid Coordinate%%'
-                  THEN NULL
-                  ELSE ST_Intersection(CASE WHEN m.valid THEN m.footprint
-                       ELSE ST_CollectionExtract(ST_MakeValid(m.footprint), 3) END, f.location)
-             END AS piece
-      FROM m, f)
-    SELECT id, coverage,
-           CASE WHEN is_point OR piece IS NULL THEN NULL
-                ELSE least(1.0, CASE WHEN narrow THEN ST_Area(piece::geography)
-                  ELSE ST_Area(ST_Transform(ST_Segmentize(piece, 1),
-                       '+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'))
-                  END / area)
-           END AS expected
-    FROM pieces ORDER BY id
-"""
 
 
 async def coverages(
     conn: psycopg.AsyncConnection, finder: int, dream: int
 ) -> list[tuple[int, float | None, float | None]]:
     """(archive item id, recorded coverage, the reference's) for each lookup row of a study."""
-    cur = await conn.execute(REFERENCE_COVERAGE, {"finder": finder, "dream": dream})
+    sql = reference_coverage_sql(finder="%(finder)s", dream="%(dream)s")
+    cur = await conn.execute(sql, {"finder": finder, "dream": dream})
     return [(int(r[0]), r[1], r[2]) for r in await cur.fetchall()]
 
 
@@ -97,7 +46,7 @@ async def column(conn: psycopg.AsyncConnection, sql: str, params: Any = None) ->
 
 
 async def reference_ids(conn: psycopg.AsyncConnection, finder: int) -> list[int]:
-    return await column(conn, REFERENCE, {"finder": finder})
+    return await column(conn, reference_match_sql("%(finder)s"), {"finder": finder})
 
 
 async def linked_ids(conn: psycopg.AsyncConnection, finder: int, dream: int) -> list[int]:

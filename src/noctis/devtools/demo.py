@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -27,96 +23,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from sqlalchemy.engine import URL
 
-from noctis import migrate, synthetic
+from noctis import migrate
 from noctis.console import items_table, result_table
 from noctis.db import libpq_dsn, make_engine, make_session_factory
+from noctis.devtools import synthetic
+from noctis.devtools.reference import ReferenceCheck, check_against_reference
+from noctis.devtools.throwaway import throwaway_postgis
 from noctis.errors import NoctisError
 from noctis.flows.imagery_finder_study import run_here
-from noctis.localdb import INSTALL_HINT, LocalPostgis, LocalPostgisUnavailable, free_port
 from noctis.models import Dream, ImageryFinder
 from noctis.repositories import StudyItem
 from noctis.results import StudyResult, share
 from noctis.settings import Settings, use_settings
 from noctis.unit_of_work import UnitOfWork
 
-DOCKER_IMAGE = "postgis/postgis:15-3.5"
 DEMO_DB = "noctis_demo"
-# Deliberately not the repository's statement: an independent formulation of the
-# match rule (a join to the finder row, the window built in SQL) to check it against.
-REFERENCE_MATCHES = """
-    SELECT a.id FROM archive_item a JOIN imagery_finder f ON f.id = $1
-    WHERE ST_Intersects(a.footprint, f.location)
-      AND (f.start_date IS NULL OR a.acquired_at >= f.start_date::timestamp AT TIME ZONE 'UTC')
-      AND (f.end_date IS NULL OR a.acquired_at < (f.end_date + 1)::timestamp AT TIME ZONE 'UTC')
-      AND (f.max_cloud_cover IS NULL OR a.cloud_cover <= f.max_cloud_cover)
-      AND (f.collections IS NULL OR a.collection = ANY (f.collections))
-    EXCEPT
-    SELECT archive_item_id FROM archive_lookup_item WHERE imagery_finder_id = $1 AND dream_id = $2
-"""
-
-
-@dataclass(frozen=True)
-class DemoDatabase:
-    server: URL
-    how: str
-    stop_hint: str
-
-
-@contextlib.contextmanager
-def throwaway_postgis(console: Console, *, keep: bool) -> Iterator[DemoDatabase]:
-    """A private PostGIS: local binaries first, then Docker; a clear error otherwise."""
-    try:
-        pg = LocalPostgis().start()
-    except LocalPostgisUnavailable as local_error:
-        if (
-            shutil.which("docker") is None
-            or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode
-        ):
-            raise NoctisError(
-                f"noctis demo needs PostGIS and found none ({local_error}). "
-                f"To fix it: {INSTALL_HINT}"
-            ) from local_error
-        with _docker_postgis(console, keep=keep) as db:
-            yield db
-        return
-    stop = f"pg_ctl -D {pg.datadir} stop && rm -rf {pg.root}"
-    try:
-        yield DemoDatabase(pg.url(), f"local PostgreSQL ({pg.bindir})", stop)
-    finally:
-        if not keep:
-            pg.stop()
-
-
-@contextlib.contextmanager
-def _docker_postgis(console: Console, *, keep: bool) -> Iterator[DemoDatabase]:
-    port = free_port()
-    name = f"noctis-demo-{port}"
-    subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "-e", "POSTGRES_PASSWORD=demo",
-         "-p", f"127.0.0.1:{port}:5432", DOCKER_IMAGE],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        url = URL.create("postgresql+asyncpg", username="postgres", password="demo",  # noqa: S106
-                         host="127.0.0.1", port=port, database="postgres")  # fmt: skip
-        asyncio.run(_wait_for(url))
-        yield DemoDatabase(url, f"Docker ({DOCKER_IMAGE})", f"docker stop {name}")
-    finally:
-        if not keep:
-            subprocess.run(["docker", "stop", name], capture_output=True, check=False)
-
-
-async def _wait_for(url: URL, wait_seconds: float = 60) -> None:
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            conn = await asyncpg.connect(libpq_dsn(url))
-            await conn.close()
-            return
-        except (OSError, asyncpg.PostgresError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def _create_database(server: URL) -> None:
@@ -150,13 +71,13 @@ async def _seed_study(settings: Settings, city: str) -> tuple[int, int]:
         await engine.dispose()
 
 
-async def _verify(settings: Settings, finder_id: int, dream_id: int) -> int:
-    """Matches the independent query finds that the flow did not record (0 = agree)."""
-    conn = await asyncpg.connect(libpq_dsn(settings.atlas_url))
+async def _verify(settings: Settings, finder_id: int, dream_id: int) -> ReferenceCheck:
+    """The recorded rows against the independent formulation of the match rule."""
+    conn = await asyncpg.connect(libpq_dsn(settings.atlas_libpq_url))
     try:
-        missing = await conn.fetch(REFERENCE_MATCHES, finder_id, dream_id)
+        check = await check_against_reference(conn, finder_id, dream_id)
         await conn.execute("ANALYZE archive_lookup_item")
-        return len(missing)
+        return check
     finally:
         await conn.close()
 
@@ -179,18 +100,17 @@ def _load(console: Console, settings: Settings, size: int) -> None:
     columns = [*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, BarColumn(bar_width=0), console=console, transient=False) as bar:
         task = bar.add_task("Loading the synthetic archive (COPY)", total=size)
-        url = settings.atlas_url.render_as_string(hide_password=False)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        asyncio.run(synthetic.load_archive_url(url, spec, progress=progress))
+        asyncio.run(synthetic.load_archive_url(settings.atlas_libpq_url, spec, progress=progress))
     with console.status("ANALYZE archive_item"):
         asyncio.run(_analyze(settings))
 
 
 async def _analyze(settings: Settings) -> None:
-    conn = await asyncpg.connect(libpq_dsn(settings.atlas_url))
+    conn = await asyncpg.connect(libpq_dsn(settings.atlas_libpq_url))
     try:
         await conn.execute("ANALYZE archive_item")
     finally:
@@ -219,9 +139,12 @@ def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Conso
             except NoctisError as e:
                 raise NoctisError(f"The demo's study failed: {e}") from e
         console.print(result_table(result))
-        missing = asyncio.run(_verify(settings, finder_id, dream_id))
-        if missing:
-            raise NoctisError(f"{missing} matches of the reference query were not recorded")
+        check = asyncio.run(_verify(settings, finder_id, dream_id))
+        if not check.agrees:
+            raise NoctisError(
+                f"The recorded rows differ from the reference match: {len(check.missing)} "
+                f"missing, {len(check.unexpected)} unexpected"
+            )
         console.print(
             f"[green]✓[/green] the {result.matched_count} recorded items equal an independent "
             "SQL formulation of the match rule"
@@ -232,7 +155,7 @@ def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Conso
             console.print(f"Map of the AOI and the matched footprints: {map_path}")
         if keep:
             console.print(
-                f"The database is still running: psql '{libpq_dsn(settings.atlas_url)}'\n"
+                f"The database is still running: psql '{libpq_dsn(settings.atlas_libpq_url)}'\n"
                 f"Stop it with: {db.stop_hint}"
             )
 
@@ -255,7 +178,7 @@ def _write_map(path: Path, city: str, footprints: list[bytes], result: StudyResu
         return False
     import shapely
 
-    from noctis.demo_map import draw
+    from noctis.devtools.maps import draw
 
     aoi = synthetic.region_aoi(city, km=150)
     geoms = list(shapely.from_wkb(footprints)) if footprints else []

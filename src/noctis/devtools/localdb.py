@@ -68,12 +68,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def libpq_dsn(url: URL) -> str:
-    """``url`` as a libpq DSN (``postgresql://...``, password kept) for asyncpg or psycopg."""
-    # TEMPORARY: the one copy in devtools, until noctis.db.libpq_dsn exists (issue 11).
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 class LocalPostgis:
     """A private PostGIS cluster: ``with LocalPostgis() as pg: pg.url("mydb")``."""
 

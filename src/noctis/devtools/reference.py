@@ -15,6 +15,12 @@ is the README's rule ("The match rule and the schema") as written there:
 Use :data:`REFERENCE_MATCH_SQL` with asyncpg (``$1`` = the finder's id), or
 :func:`reference_match_sql` with the placeholder of another driver. The rows
 come ordered by id.
+
+:func:`reference_coverage_sql` writes the coverage rule the same way: the share of the AOI on
+the WGS 84 spheroid, geography below 180° of longitude (the AOI's width for its area, the
+footprint's for a piece), the Lambert cylindrical equal-area projection beyond; an invalid
+footprint measured by its repair; a non-finite one, or a point AOI, has none. No ``ST_Covers``
+shortcut: the overlay every time.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "REFERENCE_MATCH_SQL",
     "ReferenceCheck",
     "check_against_reference",
+    "reference_coverage_sql",
     "reference_match_ids",
     "reference_match_sql",
 ]
@@ -51,6 +58,49 @@ def reference_match_sql(finder: str = "$1") -> str:
 
 
 REFERENCE_MATCH_SQL: Final = reference_match_sql()
+
+_EQUAL_AREA = "'+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'"
+_COVERAGE_TEMPLATE: Final = """
+    WITH f AS (
+      SELECT id, location,
+             ST_GeometryType(location) IN ('ST_Point', 'ST_MultiPoint') AS is_point,
+             CASE WHEN ST_XMax(location) - ST_XMin(location) < 180
+                  THEN ST_Area(location::geography)
+                  ELSE ST_Area(ST_Transform(ST_Segmentize(location, 1),
+                       {equal_area}))
+             END AS area
+      FROM imagery_finder WHERE id = {finder}),
+    m AS (
+      SELECT l.archive_item_id AS id, l.coverage, a.footprint,
+             ST_IsValid(a.footprint) AS valid,
+             ST_XMax(a.footprint) - ST_XMin(a.footprint) < 180 AS narrow
+      FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
+      WHERE l.imagery_finder_id = {finder} AND l.dream_id = {dream}),
+    pieces AS (
+      SELECT m.id, m.coverage, m.narrow, f.is_point, f.area,
+             CASE WHEN NOT m.valid AND ST_IsValidReason(m.footprint) LIKE 'Invalid Coordinate%'
+                  THEN NULL
+                  ELSE ST_Intersection(CASE WHEN m.valid THEN m.footprint
+                       ELSE ST_CollectionExtract(ST_MakeValid(m.footprint), 3) END, f.location)
+             END AS piece
+      FROM m, f)
+    SELECT id, coverage,
+           CASE WHEN is_point OR piece IS NULL THEN NULL
+                ELSE least(1.0, CASE WHEN narrow THEN ST_Area(piece::geography)
+                  ELSE ST_Area(ST_Transform(ST_Segmentize(piece, 1),
+                       {equal_area}))
+                  END / area)
+           END AS expected
+    FROM pieces ORDER BY id
+"""
+
+
+def reference_coverage_sql(*, finder: str, dream: str) -> str:
+    """(archive item id, recorded coverage, the reference's) for each lookup row of the study,
+    ordered by id; ``finder`` and ``dream`` are placeholders (``%(finder)s``, ``$1`` ...)."""
+    sql = _COVERAGE_TEMPLATE.replace("{equal_area}", _EQUAL_AREA)
+    return sql.replace("{finder}", finder).replace("{dream}", dream)
+
 
 _RECORDED_SQL: Final = (
     "SELECT archive_item_id FROM archive_lookup_item WHERE imagery_finder_id = $1 AND dream_id = $2"

@@ -9,7 +9,7 @@ from typing import TypedDict, Unpack
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
-from noctis.devtools.localdb import libpq_dsn
+from noctis.db import libpq_dsn
 from noctis.devtools.synthetic.batch import COPY_COLUMNS
 from noctis.devtools.synthetic.scenes import generate
 from noctis.devtools.synthetic.spec import ArchiveSpec

@@ -2,12 +2,13 @@
 
 Run by hand (not collected by pytest)::
 
-    uv run python -m tests.reliability.measure_guard [--size 200000] [--repeat 9]
+    uv run python -m benchmarks.guard [--size 200000] [--repeat 9]
 
 It starts a throwaway PostGIS, loads the synthetic archive, and times the coverage of every
 match of a city, a region and a country AOI, computed the old way
-(``ST_Area(ST_Intersection(footprint, aoi)::geography)``) and the guarded way
-(:func:`noctis.repositories.geo.clipped_area`), interleaved, median of ``--repeat`` runs each.
+(``ST_Area(ST_Intersection(footprint, aoi)::geography) / aoi_area``) and the guarded way
+(:func:`noctis.repositories.geo.clipped_share`, with its shortcuts), interleaved, median of
+``--repeat`` runs each.
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from noctis.devtools.synthetic import (
     region_aoi,
 )
 from noctis.models import ArchiveItem
-from noctis.repositories.geo import clipped_area
+from noctis.repositories.geo import clipped_share
 from noctis.settings import Settings
 
 
 async def _measure(settings: Settings, size: int, repeat: int) -> None:
-    url = settings.atlas_url.render_as_string(hide_password=False)
-    await load_archive_url(url, ArchiveSpec(size=size, seed=7))
+    await load_archive_url(settings.atlas_libpq_url, ArchiveSpec(size=size, seed=7))
     aois = {
         "city 20 km": city_aoi("Milan", km=20),
         "region 250 km": region_aoi("Milan", km=250),
@@ -53,8 +53,10 @@ async def _measure(settings: Settings, size: int, repeat: int) -> None:
         for name, shape in aois.items():
             aoi = bindparam("aoi", from_shape(shape, srid=4326), type_=Geometry(srid=4326))
             where = func.ST_Intersects(ArchiveItem.footprint, aoi)
-            plain = func.ST_Area(cast(func.ST_Intersection(ArchiveItem.footprint, aoi), Geography))
-            guarded = clipped_area(ArchiveItem.footprint, aoi)
+            area = (await conn.execute(select(func.ST_Area(cast(aoi, Geography))))).scalar_one()
+            piece = func.ST_Intersection(ArchiveItem.footprint, aoi)
+            plain = func.ST_Area(cast(piece, Geography)) / area
+            guarded = clipped_share(ArchiveItem.footprint, aoi, aoi_area=area)
             count = select(func.count()).where(where)
             matches = (await conn.execute(count)).scalar_one()
             times: dict[str, list[float]] = {"plain": [], "guarded": []}
@@ -73,7 +75,7 @@ async def _measure(settings: Settings, size: int, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.reliability.measure_guard")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.guard")
     parser.add_argument("--size", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
