@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 # Loose bounds: tripwires for regressions, not the targets (see the module docstring).
 # Ratios within one run only: no absolute time is asserted (the machine may be busy).
 LINK_OVER_FLOOR_MAX = 2.0  # at >= 1,000 matches, fresh and rerun
-SMALL_LINK_OVER_FLOOR_MAX = 8.0  # below 1,000 matches the fixed cost (lock, plan settings) weighs more
+SMALL_LINK_OVER_FLOOR_MAX = 8.0  # below 1,000 matches the fixed cost (lock, settings) weighs more
 PER_ROW_MIN_SPEEDUP = 3.0  # at >= 1,000 matches (coverage, which both pay, caps it near 4-5x)
 FLOW_RSS_MAX_MB = 400.0
 
