@@ -78,7 +78,8 @@ _COVERAGE_TEMPLATE: Final = """
       WHERE l.imagery_finder_id = {finder} AND l.dream_id = {dream}),
     pieces AS (
       SELECT m.id, m.coverage, m.narrow, f.is_point, f.area,
-             CASE WHEN NOT m.valid AND ST_IsValidReason(m.footprint) LIKE 'Invalid Coordinate%'
+             CASE WHEN NOT m.valid
+                       AND starts_with(ST_IsValidReason(m.footprint), 'Invalid Coordinate')
                   THEN NULL
                   ELSE ST_Intersection(CASE WHEN m.valid THEN m.footprint
                        ELSE ST_CollectionExtract(ST_MakeValid(m.footprint), 3) END, f.location)
