@@ -1,4 +1,5 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; the demo.
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
+study; the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +33,15 @@ err = Console(stderr=True)
 
 FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="ImageryFinder id.")]
 DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
+
+
+class ExportFormat(StrEnum):
+    """The formats of ``noctis export`` (noctis.exports.FORMATS)."""
+
+    parquet = "parquet"
+    geojson = "geojson"
+    stac = "stac"
+    csv = "csv"
 
 
 def _fail(what: str, error: BaseException) -> typer.Exit:
@@ -110,6 +121,42 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     except NoctisError as e:
         raise _fail(f"Could not migrate Atlas at {where}", e) from e
     console.print(f"Atlas at {where} is at {revision}")
+
+
+@app.command()
+def export(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="parquet (GeoParquet), geojson, stac (ItemCollection), csv."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+) -> None:
+    """Write a study's lookup rows to a file: GeoParquet, GeoJSON, STAC or CSV."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from noctis.exports import export_study
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    task = bar.add_task(f"{fmt.value} -> {output.name}", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    try:
+        with bar:
+            result = export_study(
+                imagery_finder_pk, dream_pk, fmt=fmt.value, output=output, progress=progress
+            )
+    except NoctisError as e:
+        raise _fail("Export failed", e) from e
+    console.print(
+        f"Wrote {result.rows:,} rows of ImageryFinder {imagery_finder_pk} for Dream "
+        f"{dream_pk} to {result.path} ({result.fmt})",
+        highlight=False,
+    )
 
 
 @app.command()
