@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -135,33 +136,41 @@ def _write_parquet(handle: IO[bytes], batches: Iterator[pyarrow.RecordBatch]) ->
         import pyarrow as pa
         import pyarrow.parquet as pq
     writer = None
-    bounds: list[float] = [float("inf"), float("inf"), float("-inf"), float("-inf")]
+    bounds = [math.inf, math.inf, -math.inf, -math.inf]
     types: set[int] = set()
-    for batch in batches:
-        geoms = shapely.from_wkb(batch.column("footprint").to_numpy(zero_copy_only=False))
-        box = shapely.bounds(geoms)
-        bounds = [
-            min(bounds[0], float(box[:, 0].min())),
-            min(bounds[1], float(box[:, 1].min())),
-            max(bounds[2], float(box[:, 2].max())),
-            max(bounds[3], float(box[:, 3].max())),
-        ]
-        types.update(shapely.get_type_id(geoms).tolist())
-        covering = pa.StructArray.from_arrays(
-            [pa.array(box[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
-        )
-        table = pa.Table.from_batches([batch])
-        table = table.set_column(
-            table.schema.get_field_index("footprint"),
-            "footprint",
-            table.column("footprint").cast(pa.binary()),
-        ).append_column("bbox", covering)
-        if writer is None:
-            writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
-        writer.write_table(table)
-    assert writer is not None  # a study with rows has at least one batch
-    writer.add_key_value_metadata({"geo": json.dumps(_geo_metadata(bounds, types))})
-    writer.close()
+    try:
+        for batch in batches:
+            geoms = shapely.from_wkb(batch.column("footprint").to_numpy(zero_copy_only=False))
+            box = shapely.bounds(geoms)
+            low, high = box.min(axis=0), box.max(axis=0)
+            bounds = [
+                min(bounds[0], float(low[0])),
+                min(bounds[1], float(low[1])),
+                max(bounds[2], float(high[2])),
+                max(bounds[3], float(high[3])),
+            ]
+            types.update(shapely.get_type_id(geoms).tolist())
+            covering = pa.StructArray.from_arrays(
+                [pa.array(box[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+            )
+            table = pa.Table.from_batches([batch])
+            footprint = table.schema.get_field_index("footprint")
+            table = table.set_column(
+                footprint, "footprint", table.column(footprint).cast(pa.binary())
+            ).append_column("bbox", covering)
+            if writer is None:
+                # The `geo` metadata (its bbox) is known only at the end: it goes into the
+                # footer's key-value metadata on close. With no stored Arrow schema, readers
+                # take the schema's metadata from there; the Parquet types round-trip the rest.
+                writer = pq.ParquetWriter(
+                    handle, table.schema, compression="zstd", store_schema=False
+                )
+            writer.write_table(table)
+        assert writer is not None  # a study with rows has at least one batch
+        writer.add_key_value_metadata({"geo": json.dumps(_geo_metadata(bounds, types))})
+    finally:
+        if writer is not None:
+            writer.close()  # on failure too: the temporary file is removed afterwards
 
 
 _TYPE_NAMES = {3: "Polygon", 6: "MultiPolygon"}
