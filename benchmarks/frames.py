@@ -110,6 +110,7 @@ def read(reader: str, url: str, finder: int, dream: int, out: str) -> dict[str, 
     settings = Settings(atlas_db_url=url, _env_file=None)  # type: ignore[arg-type]
     started = time.perf_counter()
     rows = 0
+    trace: list[tuple[int, float]] = [(0, _status_mb("VmRSS"))]
     if reader == "connectorx":
         rows = study_frame(finder, dream, settings=settings).height
     elif reader == "orm":
@@ -137,14 +138,22 @@ def read(reader: str, url: str, finder: int, dream: int, out: str) -> dict[str, 
         rows = asyncio.run(raw())
     elif reader.startswith("export "):
         fmt = reader.split()[1]
-        rows = export_study(finder, dream, fmt=fmt, output=Path(out), settings=settings).rows
+
+        def sample(done: int, total: int) -> None:  # RSS as the rows go by: flat or not
+            if done * 4 // total > len(trace) - 1 or done == total:
+                trace.append((done, _status_mb("VmRSS")))
+
+        rows = export_study(
+            finder, dream, fmt=fmt, output=Path(out), settings=settings, progress=sample
+        ).rows
     seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": seconds, "peak_mb": _vmhwm_mb()}
+    return {"rows": rows, "seconds": seconds, "peak_mb": _status_mb("VmHWM"), "trace": trace}
 
 
-def _vmhwm_mb() -> float:
+def _status_mb(field: str) -> float:
+    """``VmHWM`` (peak RSS) or ``VmRSS`` (RSS now) of this process, in MB."""
     status = Path("/proc/self/status").read_text()
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, flags=re.MULTILINE)
     assert match is not None
     return int(match.group(1)) / 1024
 
@@ -235,6 +244,16 @@ def report(
                 f"| {name}{extra} | {n:,} | {got['seconds']:.2f} | {rate:,.0f} | {ratio} | "
                 f"{got['peak_mb']:.0f} | {got['peak_mb'] - base:.0f} |"
             )
+    lines += [
+        "",
+        "RSS (MB) of the exports as the rows go by (after the imports, before the "
+        "first row, then at each quarter of the rows):",
+        "",
+    ]
+    for (name, size), got in results.items():
+        if name.startswith("export") and size == sizes[-1]:
+            steps = ", ".join(f"{rows:,}: {mb:.0f}" for rows, mb in got["trace"])
+            lines.append(f"- {name}, {size:,} rows: {steps}")
     lines += [
         "",
         f"Imports alone: {base:.0f} MB. Target: connectorx at least 5x the ORM's rows/s at "
