@@ -86,9 +86,10 @@ def export_study(
                 f"(run the study first: noctis run --imagery-finder-pk {finder_id} "
                 f"--dream-pk {dream_id})"
             )
-        batches = _counted(study_batches(settings, checked), checked.rows, progress)
+        written = [0]  # what the stream delivered: rows linked since the count are written too
+        batches = _counted(study_batches(settings, checked), checked.rows, progress, written)
         WRITERS[fmt](handle, batches)
-    return ExportResult(path=output, fmt=fmt, rows=checked.rows)
+    return ExportResult(path=output, fmt=fmt, rows=written[0])
 
 
 @contextlib.contextmanager
@@ -118,14 +119,16 @@ def _umask() -> int:
 
 
 def _counted(
-    batches: Iterator[pyarrow.RecordBatch], total: int, progress: Progress | None
+    batches: Iterator[pyarrow.RecordBatch],
+    total: int,
+    progress: Progress | None,
+    written: list[int],
 ) -> Iterator[pyarrow.RecordBatch]:
-    done = 0
     for batch in batches:
         yield batch
-        done += batch.num_rows
+        written[0] += batch.num_rows
         if progress is not None:
-            progress(done, total)
+            progress(written[0], max(total, written[0]))
 
 
 # ------------------------------------------------------------------------------ GeoParquet --
