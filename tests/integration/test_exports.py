@@ -6,9 +6,11 @@ import csv
 import json
 import math
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import geopandas
 import pyarrow.parquet as pq
 import pystac
@@ -70,6 +72,36 @@ async def test_geoparquet_has_valid_geo_metadata_and_the_rows(
         assert got["acquired_at"].to_pydatetime() == want["acquired_at"]
         assert parsed(got["properties"]) == want["properties"]
         assert shapely.equals_exact(got["footprint"], want["footprint"], 0)
+
+
+def _spatial_extension() -> list[Path]:
+    """The spatial extension the duckdb-ext-spatial wheel ships (no download)."""
+    folder = resources.files("duckdb_ext") / "extensions" / f"v{duckdb.__version__}"
+    return list(Path(str(folder)).glob("*/spatial.duckdb_extension"))
+
+
+async def test_duckdb_spatial_reads_the_geoparquet(
+    atlas_settings: Settings, tmp_path: Path
+) -> None:
+    """DuckDB's spatial extension takes the footprint column as GEOMETRY from the `geo` metadata."""
+    seeded = await seed_study(atlas_settings)
+    path = _export(atlas_settings, seeded, "parquet", tmp_path / "study.parquet")
+    expected = database_rows(atlas_settings, seeded)
+
+    (extension,) = _spatial_extension()
+    with duckdb.connect() as con:
+        con.execute(f"LOAD '{extension}'")
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
+        types = {row[0]: row[1] for row in described}
+        rows = con.execute(
+            "SELECT archive_item_id, ST_AsWKB(footprint), ST_GeometryType(footprint)"
+            f" FROM read_parquet('{path}') ORDER BY archive_item_id"
+        ).fetchall()
+    assert types["footprint"] == "GEOMETRY"
+    assert [r[0] for r in rows] == [r["archive_item_id"] for r in expected]
+    for (_, wkb, kind), want in zip(rows, expected, strict=True):
+        assert shapely.equals_exact(shapely.from_wkb(bytes(wkb)), want["footprint"], 0)
+        assert kind == want["footprint"].geom_type.upper()
 
 
 async def test_geojson_is_an_rfc7946_feature_collection(
