@@ -4,7 +4,7 @@
 
     uv run python -m benchmarks.frames                  # 40,000 and 400,000 lookup rows
     uv run python -m benchmarks.frames --write          # ... and replace its section of RESULTS.md
-    uv run python -m benchmarks.frames --sizes 40000 --runs 1
+    uv run python -m benchmarks.frames --sizes 40000 --runs 1 --server-url postgresql://...
 
 A private PostGIS cluster (fsync off: nothing here measures writes) gets one migrated database
 with a study per size: N archive items (a footprint of 5 vertices, or a MultiPolygon split at
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -34,10 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy.engine import URL, make_url
 
 try:  # moving to noctis.devtools.localdb
     from noctis.devtools.localdb import LocalPostgis  # type: ignore[import-not-found]
@@ -176,14 +180,28 @@ def measure(reader: str, url: str, finder: int, dream: int, tmp: Path) -> dict[s
 # ------------------------------------------------------------------------------ the report --
 
 
-def run(sizes: list[int], runs: int) -> str:
-    load = os.getloadavg()[0]
-    with LocalPostgis() as pg, tempfile.TemporaryDirectory() as tmp:
-        admin = libpq_dsn(pg.url())
+@contextlib.contextmanager
+def database(server_url: URL | None) -> Iterator[URL]:
+    """A fresh migrated database: on ``server_url`` (dropped afterwards) or a private cluster."""
+    name = f"frames_{uuid.uuid4().hex[:8]}"
+    with contextlib.ExitStack() as stack:
+        if server_url is None:
+            server_url = stack.enter_context(LocalPostgis()).url()
+        admin = libpq_dsn(server_url)
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE frames")
-        url = pg.url("frames")
-        migrate.upgrade(Settings(atlas_db_url=url.render_as_string(hide_password=False)))  # type: ignore[arg-type]
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = server_url.set(database=name)
+            migrate.upgrade(Settings(atlas_db_url=url.render_as_string(hide_password=False)))  # type: ignore[arg-type]
+            yield url
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(sizes: list[int], runs: int, server_url: URL | None = None) -> str:
+    load = os.getloadavg()[0]
+    with database(server_url) as url, tempfile.TemporaryDirectory() as tmp:
         dsn, link = libpq_dsn(url), url.render_as_string(hide_password=False)
         studies = {}
         for n in sizes:
@@ -301,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="40000,400000", help="lookup rows per study")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="replace the section in RESULTS.md")
+    parser.add_argument("--server-url", help="a PostGIS server to use instead of a private one")
     args = parser.parse_args(argv)
-    section = run([int(s) for s in args.sizes.split(",")], args.runs)
+    server = make_url(args.server_url) if args.server_url else None
+    section = run([int(s) for s in args.sizes.split(",")], args.runs, server)
     print(section)
     if args.write:
         write(section)
