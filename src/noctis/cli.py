@@ -1,4 +1,5 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; the demo.
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
+study; the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +36,15 @@ err = Console(stderr=True)
 
 FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="ImageryFinder id.")]
 DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
+
+
+class ExportFormat(StrEnum):
+    """The formats of ``noctis export`` (noctis.exports.FORMATS)."""
+
+    parquet = "parquet"
+    geojson = "geojson"
+    stac = "stac"
+    csv = "csv"
 
 
 @contextlib.contextmanager
@@ -116,6 +127,39 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     with _one_line(f"Could not migrate Atlas at {where}"):
         migrate.upgrade(settings, revision)
     console.print(f"Atlas at {where} is at {revision}")
+
+
+@app.command()
+def export(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="parquet (GeoParquet), geojson, stac (ItemCollection), csv."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+) -> None:
+    """Write a study's lookup rows to a file: GeoParquet, GeoJSON, STAC or CSV."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from noctis.exports import export_study
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    task = bar.add_task(f"{fmt.value} -> {output.name}", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with _one_line("Export failed"), bar:
+        result = export_study(
+            imagery_finder_pk, dream_pk, fmt=fmt.value, output=output, progress=progress
+        )
+    console.print(
+        f"Wrote {result.rows:,} rows of ImageryFinder {imagery_finder_pk} for Dream "
+        f"{dream_pk} to {result.path} ({result.fmt})",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -4,6 +4,8 @@
 
     NoctisError                 base of everything below; never raised itself
     ├── ConfigurationError      a setting Noctis cannot use (names the variable, never its value)
+    ├── MissingExtra            an optional dependency is not installed (names the extra to
+    │                           install: ``pip install 'noctis[notebook]'``)
     ├── NotFound                an unknown finder or dream (the message names the id)
     │   ├── FinderNotFound
     │   └── DreamNotFound
@@ -16,6 +18,8 @@
     │   └── DatabaseUnavailable a transient one (connection lost or refused, too many
     │                           connections, serialization failure, connect or pool
     │                           timeout): safe to retry
+    ├── ExportError             ``noctis export`` cannot write: an unwritable output path, or a
+    │                           study with no lookup rows (names the study or the path)
     └── AugurError              the notification to Augur did not go through
         ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
         │                       the budget ran out
@@ -76,6 +80,21 @@ class InvalidFinder(NoctisError):
 
 class PrefectUnavailable(NoctisError):
     """No Prefect API to run a flow on; the message says what to set."""
+
+
+class MissingExtra(NoctisError):
+    """An optional dependency is missing; the message says which extra installs it."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{what} needs {module}, which is not installed: "
+            f"pip install 'noctis[{extra}]' (or: uv sync --extra {extra})"
+        )
+
+
+class ExportError(NoctisError):
+    """A study that could not be exported: nothing to export, or an output Noctis cannot write."""
 
 
 class DatabaseError(NoctisError):

@@ -1,4 +1,4 @@
-"""Pure geometry checks on a finder's location (shapely and numpy, no database)."""
+"""Pure geometry (shapely, numpy; no database): checks of a location, bboxes of footprints."""
 
 from __future__ import annotations
 
@@ -38,3 +38,21 @@ def widest_edge(wkb: bytes) -> tuple[float, float] | None:
         if spans[i] > span:
             span, widest = float(spans[i]), (float(x1[i]), float(x2[i]))
     return widest
+
+
+def rfc7946_bbox(geometry: shapely.Geometry) -> list[float]:
+    """[west, south, east, north] of a footprint, as RFC 7946 (section 5.2) writes it.
+
+    A footprint split at the antimeridian (a MultiPolygon with parts on +180 and on -180, as
+    Atlas stores them) gets west > east, e.g. ``[179, 0, -179, 1]`` for a scene over 180°,
+    instead of a box round the whole globe. Anything else gets its plain bounds.
+    """
+    x_min, y_min, x_max, y_max = (float(v) for v in shapely.bounds(geometry))
+    if not (x_min == LON_MIN and x_max == LON_MAX):
+        return [x_min, y_min, x_max, y_max]
+    parts = shapely.bounds(shapely.get_parts(geometry))
+    east = parts[parts[:, 2] == LON_MAX]  # the parts on +180: the west end of the box
+    west = parts[parts[:, 2] < LON_MAX]  # the parts that continue past -180
+    if len(east) == 0 or len(west) == 0 or west[:, 2].max() >= east[:, 0].min():
+        return [x_min, y_min, x_max, y_max]  # a band round the globe, or no gap to cross
+    return [float(east[:, 0].min()), y_min, float(west[:, 2].max()), y_max]

@@ -1,11 +1,11 @@
-"""The pure geometry checks on a finder's location (no database)."""
+"""Pure geometry: the checks on a finder's location, the bboxes of footprints (no database)."""
 
 from __future__ import annotations
 
 import pytest
 import shapely
 
-from noctis.geometry import widest_edge, within_lon_lat
+from noctis.geometry import rfc7946_bbox, widest_edge, within_lon_lat
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,27 @@ def test_widest_edge(wkt: str, edge: tuple[float, float] | None) -> None:
 )
 def test_within_lon_lat(bounds: tuple[float, float, float, float], inside: bool) -> None:
     assert within_lon_lat(bounds) is inside
+
+
+@pytest.mark.parametrize(
+    ("wkt", "bbox"),
+    [
+        ("POLYGON((10 40, 11 40, 11 41, 10 41, 10 40))", [10, 40, 11, 41]),
+        (  # split at the antimeridian: west > east (RFC 7946, 5.2)
+            "MULTIPOLYGON(((179 -1, 180 -1, 180 1, 179 1, 179 -1)),"
+            "((-180 -1, -179 -1, -179 1, -180 1, -180 -1)))",
+            [179, -1, -179, 1],
+        ),
+        (  # a band round the globe: no gap to cross, the plain bounds
+            "POLYGON((-180 -10, 180 -10, 180 10, -180 10, -180 -10))",
+            [-180, -10, 180, 10],
+        ),
+        (  # parts touching both seams but overlapping in longitude: the plain bounds
+            "MULTIPOLYGON(((0 0, 180 0, 180 1, 0 1, 0 0)),((-180 2, 10 2, 10 3, -180 3, -180 2)))",
+            [-180, 0, 180, 3],
+        ),
+    ],
+    ids=["plain", "split", "band", "overlapping"],
+)
+def test_footprint_bboxes_follow_rfc7946(wkt: str, bbox: list[float]) -> None:
+    assert rfc7946_bbox(shapely.from_wkt(wkt)) == bbox
