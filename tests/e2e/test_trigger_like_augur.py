@@ -23,7 +23,6 @@ import psycopg
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from noctis.augur import NotificationEvent, idempotency_key
 from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
@@ -81,6 +80,18 @@ def _seed(settings: Settings) -> tuple[int, int, list[int]]:
     assert dream is not None and finder is not None
     matching = sorted(int(pk) for pk, external_id in rows if external_id.startswith("in-"))
     return int(finder[0]), int(dream[0]), matching
+
+
+def _outbox_key(settings: Settings, run_id: str) -> str:
+    """The Idempotency-Key the outbox gave the run's ``completed``."""
+    with psycopg.connect(_dsn(settings)) as conn:
+        row = conn.execute(
+            "SELECT idempotency_key FROM notification_outbox WHERE flow_run_id = %s "
+            "AND event = 'imagery-finder-study.completed'",
+            (run_id,),
+        ).fetchone()
+    assert row is not None, f"no completed of run {run_id} in the outbox"
+    return str(row[0])
 
 
 def _lookups(settings: Settings, finder: int, dream: int) -> list[int]:
@@ -175,6 +186,7 @@ def _wait_for_heartbeat(api: httpx.Client, run_id: str, timeout: float = 20) -> 
 
 def _check_notification(
     request: RecordedRequest,
+    atlas: Settings,
     *,
     run_id: str,
     finder: int,
@@ -184,7 +196,7 @@ def _check_notification(
 ) -> None:
     assert request.method == "POST"
     assert request.path == DEFAULT_NOTIFY_PATH.format(dream_pk=dream)
-    assert request.header("Idempotency-Key") == idempotency_key(run_id, NotificationEvent.COMPLETED)
+    assert request.header("Idempotency-Key") == _outbox_key(atlas, run_id)
     assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     body = dict(request.json)
     coverage = body.pop("coverage")
@@ -251,7 +263,13 @@ def test_augur_triggers_runs_over_rest_and_cli(
         assert run["parameters"] == parameters
         assert run["name"] == f"finder-{finder}-dream-{dream}"
         _check_notification(
-            notification, run_id=run_id, finder=finder, dream=dream, matched=3, new=3
+            notification,
+            atlas_settings,
+            run_id=run_id,
+            finder=finder,
+            dream=dream,
+            matched=3,
+            new=3,
         )
         assert _lookups(atlas_settings, finder, dream) == matching
         assert latency < LATENCY_BOUND
@@ -296,7 +314,9 @@ def test_augur_triggers_runs_over_rest_and_cli(
         assert _run_count(api, deployment_id) == 2
 
     _, rerun = _wait_for_notifications(augur_stub, 2)
-    _check_notification(rerun, run_id=cli_run_id, finder=finder, dream=dream, matched=3, new=0)
+    _check_notification(
+        rerun, atlas_settings, run_id=cli_run_id, finder=finder, dream=dream, matched=3, new=0
+    )
     assert _lookups(atlas_settings, finder, dream) == matching  # nothing recorded twice
 
 
