@@ -64,6 +64,8 @@ ERROR_LIMIT = 2000  # characters of a failure sent to Augur: a traceback must no
 class NotificationEvent(StrEnum):
     COMPLETED = "imagery-finder-study.completed"
     FAILED = "imagery-finder-study.failed"
+    UPDATED = "imagery-finder-study.updated"
+    """A standing study gained (or lost) scenes after it ran: one per study per matcher batch."""
 
 
 class Notification(BaseModel):
@@ -79,6 +81,8 @@ class Notification(BaseModel):
     new_count: int = Field(default=0, ge=0)
     coverage: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
     error: str | None = None
+    removed_count: int | None = Field(default=None, ge=0)
+    """``updated`` only: lookup rows removed because an updated scene no longer matches."""
 
     @field_validator("error")
     @classmethod
@@ -93,7 +97,8 @@ class Notification(BaseModel):
 
     def body(self) -> dict[str, Any]:
         """The JSON body: every field, ``error`` left out on success."""
-        return self.model_dump(mode="json", exclude={"error"} if self.error is None else set())
+        absent = {name for name in ("error", "removed_count") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=absent)
 
 
 def completed_key(imagery_finder_pk: int, dream_pk: int, update_id: int) -> str:
@@ -103,6 +108,13 @@ def completed_key(imagery_finder_pk: int, dream_pk: int, update_id: int) -> str:
     is a new update, with a new key. The outbox computes it in SQL (``OUTBOX_KEY_SQL``)."""
     study = f"noctis:imagery-finder-{imagery_finder_pk}:dream-{dream_pk}"
     return f"{study}:update-{update_id}:completed"
+
+
+def updated_key(imagery_finder_pk: int, dream_pk: int, update_id: int) -> str:
+    """``noctis:imagery-finder-<pk>:dream-<pk>:update-<n>:updated``: the key of one standing
+    match batch's update of a study, ``n`` being its outbox row, as :func:`completed_key`."""
+    study = f"noctis:imagery-finder-{imagery_finder_pk}:dream-{dream_pk}"
+    return f"{study}:update-{update_id}:updated"
 
 
 def failed_key(imagery_finder_pk: int, dream_pk: int, flow_run_id: str | UUID) -> str:

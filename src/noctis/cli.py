@@ -1,5 +1,6 @@
 """``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
-study; deliver and inspect the notification outbox; the demo.
+study; deliver and inspect the notification outbox; match the standing studies and close one;
+the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from enum import StrEnum
@@ -38,6 +40,12 @@ db_app = typer.Typer(help="The Atlas database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 outbox_app = typer.Typer(help="The notifications for Augur (the outbox).", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+study_app = typer.Typer(help="A study (a finder for a dream).", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+standing_app = typer.Typer(
+    help="Standing studies: scenes ingested after a study ran.", no_args_is_help=True
+)
+app.add_typer(standing_app, name="standing")
 
 console = Console()
 err = Console(stderr=True)
@@ -113,14 +121,22 @@ def deploy(
         str | None, typer.Option(help="Work pool (default NOCTIS_WORK_POOL, noctis-pool).")
     ] = None,
 ) -> None:
-    """Register imagery-finder-study/default on the work pool (idempotent)."""
-    from noctis.deployment import FULL_NAME, register
+    """Register imagery-finder-study/default and its companions on the work pool (idempotent)."""
+    from noctis.deployment import (
+        CLOSE_FULL_NAME,
+        DISPATCHER_FULL_NAME,
+        FULL_NAME,
+        STANDING_FULL_NAME,
+        register,
+    )
     from noctis.settings import get_settings
 
     with _one_line("Could not register the deployment"):
         pool = work_pool or get_settings().noctis_work_pool
         deployment_id = asyncio.run(register(work_pool=pool))
     console.print(f"Registered [bold]{FULL_NAME}[/bold] on work pool {pool!r} ({deployment_id})")
+    others = ", ".join((DISPATCHER_FULL_NAME, STANDING_FULL_NAME, CLOSE_FULL_NAME))
+    console.print(f"and {others}", highlight=False)
 
 
 @db_app.command("upgrade")
@@ -235,6 +251,56 @@ def outbox_requeue(
             _with_uow(get_settings(), lambda f: outbox.requeue(f, None if every else ids))
         )
     console.print(f"{count} notification(s) back in the queue")
+
+
+@study_app.command("close")
+def study_close(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Close a standing study: scenes ingested from now on are not matched to it."""
+    from noctis import standing
+    from noctis.flows.standing import closed_summary
+    from noctis.settings import get_settings
+
+    async def close(open_uow: OpenUnitOfWork) -> standing.ClosedStudy:
+        async with open_uow() as uow:
+            return await standing.close_study(uow, finder_id=imagery_finder_pk, dream_id=dream_pk)
+
+    with _one_line("Could not close the study"):
+        closed = asyncio.run(_with_uow(get_settings(), close))
+    if json_output:
+        sys.stdout.write(json.dumps(closed_summary(closed)) + "\n")
+        return
+    when = closed.state.closed_at
+    console.print(
+        f"ImageryFinder {imagery_finder_pk} for Dream {dream_pk} "
+        + ("was already closed" if closed.already else "is closed")
+        + (f" (since {when:%Y-%m-%d %H:%M:%S %Z})" if when else ""),
+        highlight=False,
+    )
+
+
+@standing_app.command("match")
+def standing_match(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    max_batches: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many batches.")
+    ] = None,
+) -> None:
+    """One pass of the standing matcher: the queued scenes against every standing study."""
+    from noctis.console import pass_summary, pass_table
+    from noctis.flows.standing import run_pass
+    from noctis.settings import get_settings
+
+    with _one_line("Standing match failed"):
+        settings = get_settings()
+        report = asyncio.run(run_pass(settings, max_batches=max_batches))
+    if json_output:
+        sys.stdout.write(json.dumps(pass_summary(report)) + "\n")
+    else:
+        console.print(pass_table(report, augur=settings.augur_enabled))
 
 
 @app.command()

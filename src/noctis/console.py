@@ -1,15 +1,17 @@
-"""A study's result and the outbox on a terminal (rich tables), for the CLI and the demo."""
+"""Terminal views (rich tables) for the CLI and the demo: a study, the outbox, a standing pass."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 from rich.table import Table
 
 from noctis.outbox import OutboxStatus
 from noctis.repositories import StudyItem
 from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, summary_rows
+from noctis.standing import PassReport
 
 
 def result_table(result: StudyResult) -> Table:
@@ -76,3 +78,34 @@ def outbox_tables(status: OutboxStatus) -> list[Table]:
             table.add_row(str(e.id), e.key, str(e.attempts), written, e.last_error or "")
         tables.append(table)
     return tables
+
+
+def pass_summary(report: PassReport) -> dict[str, Any]:
+    """A standing pass as plain data (``noctis standing match --json``)."""
+    data = asdict(report)
+    data["studies"] = len(report.studies)
+    data["seconds"] = round(report.seconds, 3)
+    return data
+
+
+def pass_table(report: PassReport, *, augur: bool) -> Table:
+    table = Table(title="Standing match")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    delivered = f"{report.delivered:,}" if augur else "- (NOCTIS_AUGUR_API_URL is empty)"
+    rows = [
+        ("Standing studies", f"{report.standing:,}"),
+        ("Scenes matched", f"{report.scenes:,}"),
+        ("Batches", f"{report.batches:,}"),
+        ("Studies updated", f"{len(report.studies):,}"),
+        ("Lookup rows added", f"{report.new:,}"),
+        ("Lookup rows removed", f"{report.removed:,}"),
+        ("Notifications", f"{report.notifications:,}"),
+        ("Delivered to Augur", delivered),
+        ("Waiting in the outbox", f"{report.undelivered:,}"),
+        ("Scenes still queued", f"{report.backlog:,}"),
+        ("Seconds", f"{report.seconds:.2f}"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    return table

@@ -22,7 +22,10 @@ idempotently (a second call updates, never duplicates):
   ``noctis_outbox_dispatch_seconds`` (:mod:`noctis.flows.outbox_dispatcher`);
 * the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
   deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
-  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses.
+  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses;
+* the standing matcher, ``standing-match/default``, every ``noctis_standing_match_seconds`` and
+  on every ``noctis.archive.loaded`` event (a deployment trigger), and ``close-study/default``,
+  which Augur runs to close a standing study (:mod:`noctis.flows.standing`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
+from prefect.events import DeploymentEventTrigger
 from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
@@ -45,6 +49,7 @@ from prefect.types.entrypoint import EntrypointType
 from noctis import __version__
 from noctis.flows.imagery_finder_study import ATLAS_WRITES_LIMIT, imagery_finder_study
 from noctis.flows.outbox_dispatcher import outbox_dispatcher
+from noctis.flows.standing import LOADED_EVENT, close_study, match_every, standing_match
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ DEPLOYMENT_NAME = "default"
 FULL_NAME = f"{imagery_finder_study.name}/{DEPLOYMENT_NAME}"
 
 DISPATCHER_FULL_NAME = f"{outbox_dispatcher.name}/{DEPLOYMENT_NAME}"
+STANDING_FULL_NAME = f"{standing_match.name}/{DEPLOYMENT_NAME}"
+CLOSE_FULL_NAME = f"{close_study.name}/{DEPLOYMENT_NAME}"
 
 HEARTBEAT_SECONDS = 30  # Prefect's minimum; set on the deployment's runs (job variables)
 DEFAULT_ZOMBIE_AFTER = timedelta(seconds=90)  # 3 missed heartbeats
@@ -193,6 +200,7 @@ async def register(
     zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
     link_concurrency_limit: int | None = None,
     dispatch_every: timedelta | None = None,
+    standing_every: timedelta | None = None,
 ) -> UUID:
     """Create or update the deployment on ``work_pool`` (created as a process pool if missing).
 
@@ -200,7 +208,8 @@ async def register(
     it at 3 heartbeats or more), the :data:`ATLAS_WRITES_LIMIT` global concurrency limit
     (``link_concurrency_limit``, default ``noctis_link_concurrency_limit`` from the settings),
     the dispatcher's deployment (every ``dispatch_every``, default
-    ``noctis_outbox_dispatch_seconds``) and the crash-notice automation.
+    ``noctis_outbox_dispatch_seconds``), the crash-notice automation, and the standing
+    studies' deployments (:func:`register_standing`).
     """
     if zombie_after < timedelta(seconds=10):
         raise ValueError("zombie_after must be at least 10 s (Prefect's proactive minimum)")
@@ -231,8 +240,47 @@ async def register(
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
+    await register_standing(work_pool=work_pool, every=standing_every)
     async with get_client() as client:
         await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id
+
+
+def loaded_trigger() -> DeploymentEventTrigger:
+    """Runs the standing matcher whenever a loader says it committed scenes."""
+    return DeploymentEventTrigger(
+        name="noctis: match scenes a loader committed",
+        expect={LOADED_EVENT},
+        match={"prefect.resource.id": "*"},
+        enabled=True,
+    )
+
+
+async def register_standing(*, work_pool: str, every: timedelta | None = None) -> tuple[UUID, UUID]:
+    """Create or update ``standing-match/default`` (every ``every``, default
+    ``noctis_standing_match_seconds``, and on :data:`LOADED_EVENT`) and ``close-study/default``
+    on ``work_pool``; returns their ids."""
+    from noctis.settings import get_settings
+
+    matcher = await standing_match.ato_deployment(
+        name=DEPLOYMENT_NAME,
+        version=__version__,
+        description="Match newly ingested scenes to the standing studies; tell Augur.",
+        tags=["noctis"],
+        interval=every or match_every(get_settings()),
+        triggers=[loaded_trigger()],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    closer = await close_study.ato_deployment(
+        name=DEPLOYMENT_NAME,
+        version=__version__,
+        description="Close a standing study: later scenes are not matched to it.",
+        tags=["noctis"],
+        enforce_parameter_schema=True,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    matcher_id: UUID = await matcher.aapply(work_pool_name=work_pool)
+    closer_id: UUID = await closer.aapply(work_pool_name=work_pool)
+    return matcher_id, closer_id

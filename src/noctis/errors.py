@@ -8,7 +8,8 @@
     │                           install: ``pip install 'noctis[notebook]'``)
     ├── NotFound                an unknown finder or dream (the message names the id)
     │   ├── FinderNotFound
-    │   └── DreamNotFound
+    │   ├── DreamNotFound
+    │   └── StudyNeverRan       a study to close that has never run (no standing row)
     ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
     │                           wrongly typed location, an unsplit antimeridian edge,
     │                           inverted dates, empty collections, max_cloud_cover out of range
@@ -67,6 +68,19 @@ class FinderNotFound(NotFound):
 
 class DreamNotFound(NotFound):
     kind = "Dream"
+
+
+class StudyNeverRan(NotFound):
+    """A study (finder x dream) to close that has never run: there is nothing standing."""
+
+    def __init__(self, finder_id: int, dream_id: int) -> None:
+        self.id = finder_id
+        self.dream_id = dream_id
+        NoctisError.__init__(
+            self,
+            f"ImageryFinder {finder_id} for Dream {dream_id} is not a standing study: it has "
+            "never run (run it first, or check the ids)",
+        )
 
 
 class InvalidFinder(NoctisError):

@@ -3,8 +3,10 @@
 Table and column names are a contract shared with Augur's database and other
 tooling: add to them, never rename. Geometries are EPSG:4326 (lon/lat);
 footprints that cross the antimeridian are stored split into a MultiPolygon
-(RFC 7946, section 3.1.9). ``notification_outbox`` is Noctis' own: what Augur is to be told,
-written in the transaction of the study it reports on (:mod:`noctis.outbox`).
+(RFC 7946, section 3.1.9). Noctis' own tables: ``notification_outbox``, what Augur is to be told,
+written in the transaction of the study it reports on (:mod:`noctis.outbox`); ``standing_study``
+and ``standing_change``, the studies that keep gaining scenes and the queue of scenes still to
+match against them (:mod:`noctis.standing`).
 """
 
 from __future__ import annotations
@@ -157,11 +159,17 @@ class ArchiveLookupItem(Base):
 
 
 OUTBOX_STATES = ("pending", "delivered", "dead")
-OUTBOX_EVENTS = ("imagery-finder-study.completed", "imagery-finder-study.failed")
+OUTBOX_EVENTS = (
+    "imagery-finder-study.completed",
+    "imagery-finder-study.failed",
+    "imagery-finder-study.updated",
+)
 OUTBOX_KEY_SQL = (
     "'noctis:imagery-finder-' || imagery_finder_id::text || '\\:dream-' || dream_id::text || "
     "CASE WHEN event = 'imagery-finder-study.completed' "
     "THEN '\\:update-' || id::text || '\\:completed' "
+    "WHEN event = 'imagery-finder-study.updated' "
+    "THEN '\\:update-' || id::text || '\\:updated' "
     "ELSE '\\:run-' || flow_run_id || '\\:failed' END"
 )
 """The Idempotency-Key of a notification, computed by PostgreSQL once, when the row is written
@@ -178,7 +186,14 @@ class NotificationOutbox(Base):
 
     __tablename__ = "notification_outbox"
     __table_args__ = (
-        UniqueConstraint("flow_run_id", "event", name="uq_notification_outbox_run_event"),
+        # One outcome per study run; a standing pass writes one ``updated`` per study per batch.
+        Index(
+            "uq_notification_outbox_run_event",
+            "flow_run_id",
+            "event",
+            unique=True,
+            postgresql_where=text("event <> 'imagery-finder-study.updated'"),
+        ),
         CheckConstraint(f"state IN {OUTBOX_STATES!r}", name="state_known"),
         CheckConstraint(f"event IN {OUTBOX_EVENTS!r}", name="event_known"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
@@ -226,3 +241,55 @@ class NotificationOutbox(Base):
     requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """Set by ``noctis outbox requeue``: the retry budget counts from here, not created_at."""
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StandingStudy(Base):
+    """A study (finder x dream) that has run and still gains the scenes ingested after it.
+
+    Written by the study's link step, with the finder's criteria as that step checked them (the
+    AOI, its spheroidal area, the half-open window, the filters), so the standing match is the
+    study's own rule; a rerun of the study refreshes them. Whether it stands now is the rule of
+    :mod:`noctis.standing` (``closed_at`` null, and the window can still gain scenes).
+    """
+
+    __tablename__ = "standing_study"
+    __table_args__ = (
+        CheckConstraint("(closed_at IS NULL) = (closed_reason IS NULL)", name="closed_with_reason"),
+        Index("ix_standing_study_location", "location", postgresql_using="gist"),
+    )
+
+    imagery_finder_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("imagery_finder.id", ondelete="CASCADE"), primary_key=True
+    )
+    dream_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("dream.id", ondelete="CASCADE"), primary_key=True
+    )
+    location: Mapped[WKBElement] = mapped_column(
+        Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False
+    )
+    area_m2: Mapped[float | None] = mapped_column(Double)
+    """The AOI's spheroidal area; null for a point AOI (coverage is then null)."""
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """The half-open window ``[starts_at, ends_at)``; null leaves that side open."""
+    max_cloud_cover: Mapped[float | None] = mapped_column(REAL)
+    collections: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    enrolled_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class StandingChange(Base):
+    """The change queue: an archive item inserted, or updated in a matched field, not yet
+    matched against the standing studies. Filled by triggers on ``archive_item`` inside the
+    writer's transaction; consumed (deleted) by the transaction that links it."""
+
+    __tablename__ = "standing_change"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    archive_item_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    enqueued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )

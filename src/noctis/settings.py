@@ -26,7 +26,9 @@ never its value:
   ``NOCTIS_AUGUR_NOTIFY_PATH`` may only use the ``{dream_pk}`` and ``{imagery_finder_pk}``
   placeholders;
 - the outbox's periods are finite and positive (``NOCTIS_OUTBOX_DISPATCH_SECONDS`` within a
-  day, ``NOCTIS_OUTBOX_GIVE_UP_HOURS`` and ``NOCTIS_RETENTION_HOURS`` within 100,000 hours).
+  day, ``NOCTIS_OUTBOX_GIVE_UP_HOURS`` and ``NOCTIS_RETENTION_HOURS`` within 100,000 hours);
+- the standing studies' grace is finite, 0 .. 36,500 days (``NOCTIS_STANDING_GRACE_DAYS``), the
+  matcher's batch 1 .. 100,000 scenes (``NOCTIS_STANDING_BATCH``), its schedule within a day.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ DEFAULT_NOTIFY_PATH = "/api/v1/dreams/{dream_pk}/divinations/continue"
 NOTIFY_PATH_PLACEHOLDERS = frozenset({"dream_pk", "imagery_finder_pk"})
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+DEFAULT_STANDING_GRACE_DAYS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,18 @@ class Settings(BaseSettings):
         description="Delivered outbox rows, and Prefect's local results of failed runs on a "
         "worker, are deleted once this old.",
     )  # fmt: skip
+
+    # Standing studies (noctis.standing): how long a closed window stands, the matcher's batch.
+    noctis_standing_grace_days: float = Field(
+        default=DEFAULT_STANDING_GRACE_DAYS, ge=0, le=36_500, allow_inf_nan=False,
+        description="A study whose window has ended stands this many days more, for late ingest.",
+    )  # fmt: skip
+    noctis_standing_batch: int = Field(
+        default=2_000, ge=1, le=100_000, description="Scenes the standing matcher takes at once."
+    )
+    noctis_standing_match_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="The standing-match deployment's schedule."
+    )
 
     @field_validator(
         "atlas_db_url",
@@ -265,6 +280,10 @@ class Settings(BaseSettings):
     @property
     def retention(self) -> timedelta:
         return timedelta(hours=self.noctis_retention_hours)
+
+    @property
+    def standing_grace(self) -> timedelta:
+        return timedelta(days=self.noctis_standing_grace_days)
 
     def secrets(self) -> list[str]:
         """Every secret value, for :func:`noctis.redaction.redact`."""

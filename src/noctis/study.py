@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from noctis.augur import Notification, NotificationEvent
 from noctis.finders import DEFAULT_LIMITS, AoiLimits, Window, check_finder
 from noctis.repositories import MatchCriteria, OutboxMessage, StudyItem
+from noctis.settings import DEFAULT_STANDING_GRACE_DAYS
 from noctis.unit_of_work import UnitOfWork
 
 
@@ -79,9 +81,18 @@ async def check_study(
 
 
 async def link_study(
-    uow: UnitOfWork, study: CheckedStudy, *, announce_as: str | None = None
+    uow: UnitOfWork,
+    study: CheckedStudy,
+    *,
+    announce_as: str | None = None,
+    standing_grace: timedelta = timedelta(days=DEFAULT_STANDING_GRACE_DAYS),
 ) -> LinkedStudy:
     """Record the study's matches (one statement), measure its coverage and commit.
+
+    The study then stands (:mod:`noctis.standing`) unless its window ended more than
+    ``standing_grace`` ago: its criteria are written to ``standing_study`` in the same
+    transaction, behind the fence that keeps a scene from slipping between the link statement
+    and the standing matcher.
 
     With ``announce_as`` (the flow run's id), the ``completed`` notification is written into
     the outbox in the same transaction, as its last statement before COMMIT. A retry of the
@@ -102,7 +113,10 @@ async def link_study(
                 message=earlier,
                 replayed=True,
             )
+    stands = await uow.standing.fence_study(criteria, dream_id=dream_id, grace=standing_grace)
     linked = await uow.lookups.link(criteria=criteria, dream_id=dream_id, locked=True)
+    if stands:
+        await uow.standing.enroll(criteria, dream_id=dream_id)
     coverage = await uow.lookups.union_coverage(criteria=criteria, dream_id=dream_id)
     message = None
     if announce_as is not None:

@@ -96,7 +96,9 @@ async def link(study: CheckedStudy, *, limited: bool = False) -> LinkedStudy:
     )
     announce_as = flow_run_id() if runtime.augur is not None else None
     async with slot, runtime.unit_of_work() as uow:
-        linked = await link_study(uow, study, announce_as=announce_as)
+        linked = await link_study(
+            uow, study, announce_as=announce_as, standing_grace=runtime.settings.standing_grace
+        )
     logger = get_run_logger()
     if linked.replayed:
         logger.warning(

@@ -4,6 +4,7 @@
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
 - :mod:`.geo`: areas and repairs as SQL expressions.
+- :mod:`.standing`: the standing studies, the change queue and the set-based standing match.
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).
 
@@ -15,6 +16,7 @@ from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
+from noctis.repositories.standing import StandingRepository, StandingState, Study
 
 __all__ = [
     "ArchiveRepository",
@@ -28,6 +30,9 @@ __all__ = [
     "OutboxEntry",
     "OutboxMessage",
     "OutboxRepository",
+    "StandingRepository",
+    "StandingState",
+    "Study",
     "StudyItem",
     "match_conditions",
 ]

@@ -19,9 +19,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import ColumnElement, Text, any_, bindparam, func, literal, select, text
+from sqlalchemy import (
+    REAL,
+    ColumnElement,
+    DateTime,
+    Text,
+    any_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,35 +70,100 @@ def aoi_param(criteria: MatchCriteria) -> ColumnElement[bytes]:
     return bindparam("aoi", criteria.location, type_=Geometry(srid=4326))
 
 
-def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
-    """The match rule as SQL conditions on ``archive_item`` (only the filters that apply)."""
-    conditions: list[ColumnElement[bool]] = [
-        func.ST_Intersects(ArchiveItem.footprint, aoi_param(criteria))
-    ]
-    if criteria.start is not None:
-        conditions.append(ArchiveItem.acquired_at >= criteria.start)
-    if criteria.end is not None:
-        conditions.append(ArchiveItem.acquired_at < criteria.end)
-    if criteria.max_cloud_cover is not None:
-        # NULL cloud cover fails the comparison, so unknown cover is excluded too.
-        conditions.append(ArchiveItem.cloud_cover <= criteria.max_cloud_cover)
+@dataclass(frozen=True, slots=True)
+class FinderTerms:
+    """The finder's side of the match rule as SQL: bound values for one study
+    (:func:`bound_terms`), or a table's columns for many at once (the standing studies,
+    :func:`column_terms`). A term of None leaves that filter out; with ``nullable``, a NULL
+    value in a column leaves it out too, as a null date or filter does on the finder."""
+
+    aoi: ColumnElement[Any]
+    start: ColumnElement[Any] | None = None
+    end: ColumnElement[Any] | None = None
+    max_cloud_cover: ColumnElement[Any] | None = None
+    collections: ColumnElement[Any] | None = None
+    area_m2: ColumnElement[Any] | float | None = None
+    nullable: bool = False
+
+
+def bound_terms(criteria: MatchCriteria) -> FinderTerms:
+    """One checked finder, bound as parameters (only the filters it sets)."""
+    collections = None
     if criteria.collections is not None:
         # One array parameter, whatever its length: IN (...) binds one parameter per name and
         # PostgreSQL takes at most 32,767.
-        names = bindparam("collections", list(criteria.collections), type_=ARRAY(Text))
-        conditions.append(ArchiveItem.collection == any_(names))
+        names = list(criteria.collections)
+        collections = bindparam("collections", names, type_=ARRAY(Text))
+    return FinderTerms(
+        aoi=aoi_param(criteria),
+        start=None if criteria.start is None else literal(criteria.start, DateTime(timezone=True)),
+        end=None if criteria.end is None else literal(criteria.end, DateTime(timezone=True)),
+        max_cloud_cover=(
+            None if criteria.max_cloud_cover is None else literal(criteria.max_cloud_cover, REAL)
+        ),
+        collections=collections,
+        area_m2=criteria.area_m2,
+    )
+
+
+def column_terms(
+    *,
+    aoi: ColumnElement[Any],
+    start: ColumnElement[Any],
+    end: ColumnElement[Any],
+    max_cloud_cover: ColumnElement[Any],
+    collections: ColumnElement[Any],
+    area_m2: ColumnElement[Any],
+) -> FinderTerms:
+    """Finders held in a table's columns (null = that side or filter open)."""
+    return FinderTerms(aoi, start, end, max_cloud_cover, collections, area_m2, nullable=True)
+
+
+def match_predicate(terms: FinderTerms) -> list[ColumnElement[bool]]:
+    """THE match rule, as SQL conditions on ``archive_item`` for the finder ``terms``."""
+    conditions: list[ColumnElement[bool]] = [func.ST_Intersects(ArchiveItem.footprint, terms.aoi)]
+
+    def add(term: ColumnElement[Any] | None, condition: ColumnElement[bool]) -> None:
+        if term is not None:
+            conditions.append(or_(term.is_(None), condition) if terms.nullable else condition)
+
+    if terms.start is not None:
+        add(terms.start, ArchiveItem.acquired_at >= terms.start)
+    if terms.end is not None:
+        add(terms.end, ArchiveItem.acquired_at < terms.end)
+    if terms.max_cloud_cover is not None:
+        # NULL cloud cover fails the comparison, so unknown cover is excluded too.
+        add(terms.max_cloud_cover, ArchiveItem.cloud_cover <= terms.max_cloud_cover)
+    if terms.collections is not None:
+        add(terms.collections, ArchiveItem.collection == any_(terms.collections))
     return conditions
 
 
-def coverage_expression(criteria: MatchCriteria) -> ColumnElement[float | None]:
-    """area(footprint ∩ AOI) / area(AOI) on the spheroid; the AOI's area is computed once.
+def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
+    """The match rule as SQL conditions on ``archive_item`` (only the filters that apply)."""
+    return match_predicate(bound_terms(criteria))
+
+
+def terms_coverage(terms: FinderTerms) -> ColumnElement[float | None]:
+    """THE coverage rule: area(footprint ∩ AOI) / area(AOI) on the spheroid, the AOI's area
+    computed once (when the finder is checked); NULL for a point AOI (no area).
 
     :func:`~noctis.repositories.geo.clipped_share` keeps one invalid or antimeridian-split
     footprint from failing the statement, and gives a non-finite one NULL.
     """
-    if criteria.area_m2 is None or criteria.area_m2 <= 0:
+    area = terms.area_m2
+    if area is None or (isinstance(area, float | int) and area <= 0):
         return literal(None, type_=ArchiveLookupItem.coverage.type)
-    return clipped_share(ArchiveItem.footprint, aoi_param(criteria), aoi_area=criteria.area_m2)
+    share = clipped_share(ArchiveItem.footprint, terms.aoi, aoi_area=area)
+    if isinstance(area, float | int):
+        return share
+    # A column: a point AOI has a NULL area, and LEAST(1, NULL) would be 1.
+    return case((or_(area.is_(None), area <= 0), literal(None)), else_=share)
+
+
+def coverage_expression(criteria: MatchCriteria) -> ColumnElement[float | None]:
+    """The coverage of one checked finder (:func:`terms_coverage`)."""
+    return terms_coverage(bound_terms(criteria))
 
 
 class ArchiveRepository:

@@ -87,7 +87,9 @@ def clean_footprint(footprint: Any) -> ColumnElement[Any]:
     )
 
 
-def clipped_share(footprint: Any, aoi: Any, *, aoi_area: float) -> ColumnElement[float | None]:
+def clipped_share(
+    footprint: Any, aoi: Any, *, aoi_area: float | ColumnElement[Any]
+) -> ColumnElement[float | None]:
     """The share of the AOI (``aoi`` valid, ``aoi_area`` its :func:`spheroid_area`) that
     ``footprint`` covers, in [0, 1], whatever the footprint; NULL for a non-finite one.
 
@@ -100,6 +102,7 @@ def clipped_share(footprint: Any, aoi: Any, *, aoi_area: float) -> ColumnElement
     first, and a wide one (split at the antimeridian) is measured in the equal-area projection;
     a piece is never wider than its footprint, so the footprint's bounding box decides.
 
+    ``aoi_area`` is a number (one finder) or a column (many, each non-null and positive).
     ``least(1, area / aoi_area)`` absorbs rounding (a footprint covering the AOI may measure a
     hair more than it); LEAST ignores a NULL argument, so the repaired branches, whose area
     may be NULL, are clamped only when it is not: a NULL area stays NULL, never 1.0.
@@ -114,8 +117,9 @@ def clipped_share(footprint: Any, aoi: Any, *, aoi_area: float) -> ColumnElement
     def share_or_null(area: ColumnElement[float]) -> ColumnElement[float | None]:
         return case((area.is_(None), literal(None)), else_=share(area))
 
+    whole = aoi_area if isinstance(aoi_area, ColumnElement) else literal(aoi_area)
     usual = case(
-        (func.ST_Covers(footprint, aoi), literal(aoi_area)),
+        (func.ST_Covers(footprint, aoi), whole),
         (func.ST_Covers(aoi, footprint), _geography_area(footprint)),
         else_=_geography_area(piece),
     )

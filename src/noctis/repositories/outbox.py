@@ -108,6 +108,14 @@ class OutboxRepository:
         async with translated(f"writing the {notification.event} of Dream {notification.dream_pk}"):
             return _message((await self._session.execute(stmt)).one())
 
+    async def add_many(self, notifications: Sequence[Notification]) -> list[OutboxMessage]:
+        """Write several notifications in one statement (a standing batch's ``updated``s)."""
+        if not notifications:
+            return []
+        stmt = insert(Row).values([self._values(n) for n in notifications]).returning(*_MESSAGE)
+        async with translated(f"writing {len(notifications)} notifications"):
+            return [_message(row) for row in (await self._session.execute(stmt)).all()]
+
     async def add_failure(self, notification: Notification) -> OutboxMessage | None:
         """Write a run's ``failed``, unless the run already has an outcome in the outbox; returns
         the run's outcome to deliver: its ``completed`` if its study update committed (that
@@ -120,7 +128,10 @@ class OutboxRepository:
         stmt = (
             insert(Row)
             .from_select(list(values), select(*values.values()).where(~committed))
-            .on_conflict_do_nothing(constraint="uq_notification_outbox_run_event")
+            .on_conflict_do_nothing(
+                index_elements=[Row.flow_run_id, Row.event],
+                index_where=Row.event != NotificationEvent.UPDATED.value,
+            )
             .returning(*_MESSAGE)
         )
         async with translated(f"writing the failure of flow run {notification.flow_run_id}"):

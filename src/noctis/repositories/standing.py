@@ -1,0 +1,320 @@
+"""The standing studies and the change queue: which studies stand, which scenes are new, and
+the set-based match of new scenes against every standing study at once.
+
+The match rule and the coverage are those of the study's link step, from the same code
+(:func:`~noctis.repositories.archive.match_predicate`, :func:`terms_coverage`): the study binds
+one finder's criteria, the matcher reads every standing study's from ``standing_study``, where
+the link step stored them as it checked them.
+
+**The fence.** A study's link step sees the archive as of its statement's snapshot; a matcher
+batch sees the standing studies as of its own. A scene committed between the two could be
+missed by both (the link step cannot see it, the batch cannot see the study yet, and deletes
+it from the queue). So a link step that makes its study stand takes an exclusive advisory
+lock on one of :data:`FENCE_BUCKETS` buckets (its study's) before its link statement, and a
+matcher batch takes all buckets shared before it reads anything: each batch runs wholly before
+or wholly after the link statement of each study becoming standing, and with READ COMMITTED
+the later one sees what the earlier committed. Link steps of different studies rarely share a
+bucket, so they do not wait for each other; batches share the locks, so they do not either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Interval,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from noctis.db import translated
+from noctis.models import ArchiveItem, ArchiveLookupItem, StandingChange, StandingStudy
+from noctis.repositories.archive import (
+    FinderTerms,
+    MatchCriteria,
+    column_terms,
+    match_predicate,
+    terms_coverage,
+)
+
+FENCE_NAMESPACE = 0x4E535453  # "NSTS": the advisory lock space of the fence (two-int form)
+FENCE_BUCKETS = 32
+
+Study = tuple[int, int]
+"""(imagery_finder_id, dream_id)."""
+
+_FENCE_ALL = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('jit', 'off', true), "
+    "(SELECT count(pg_advisory_xact_lock_shared(:space, k)) "
+    " FROM generate_series(0, :buckets - 1) AS k)"
+)
+_FENCE_ONE = text(
+    "SELECT pg_advisory_xact_lock(:space, "
+    "(abs(hashtextextended(:finder || ':' || :dream, 0)) % :buckets)::int)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StandingState:
+    """A standing study as ``noctis study close`` and the tests see it."""
+
+    finder_id: int
+    dream_id: int
+    enrolled_at: datetime
+    ends_at: datetime | None
+    closed_at: datetime | None
+    closed_reason: str | None
+    standing: bool
+
+
+def _items() -> ColumnElement[Any]:
+    return bindparam("items", type_=ARRAY(BigInteger))
+
+
+def standing_terms() -> FinderTerms:
+    """Every standing study's criteria, as columns of ``standing_study``."""
+    s = StandingStudy
+    return column_terms(
+        aoi=s.location.expression,
+        start=s.starts_at.expression,
+        end=s.ends_at.expression,
+        max_cloud_cover=s.max_cloud_cover.expression,
+        collections=s.collections.expression,
+        area_m2=s.area_m2.expression,
+    )
+
+
+def stands(grace: timedelta) -> ColumnElement[bool]:
+    """THE standing rule: not closed, and the window can still gain scenes (open-ended, or its
+    end less than ``grace`` ago, by the database's clock)."""
+    s = StandingStudy
+    grace_param = bindparam("grace", grace, type_=Interval)
+    return and_(
+        s.closed_at.is_(None), or_(s.ends_at.is_(None), s.ends_at > func.now() - grace_param)
+    )
+
+
+class StandingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # ------------------------------------------------------------------ the study's side
+
+    async def fence_study(
+        self, criteria: MatchCriteria, *, dream_id: int, grace: timedelta
+    ) -> bool:
+        """Whether the study will stand after its link step (:func:`stands`' rule on its
+        window); if so, wait for the matcher batches in flight and keep new ones out until
+        COMMIT (module doc). Call it before the link statement."""
+        finder_id = criteria.finder_id
+        doing = f"fencing ImageryFinder {finder_id} for Dream {dream_id}"
+        if criteria.end is not None:
+            end = bindparam("end", criteria.end, type_=DateTime(timezone=True))
+            grace_param = bindparam("grace", grace, type_=Interval)
+            async with translated(doing):
+                open_ = (
+                    await self._session.execute(select(end > func.now() - grace_param))
+                ).scalar_one()
+            if not open_:
+                return False
+        params = {"space": FENCE_NAMESPACE, "buckets": FENCE_BUCKETS}
+        async with translated(doing):
+            await self._session.execute(
+                _FENCE_ONE, {**params, "finder": str(finder_id), "dream": str(dream_id)}
+            )
+        return True
+
+    async def enroll(self, criteria: MatchCriteria, *, dream_id: int) -> None:
+        """Write (or refresh, reopening it) the study's standing row with its checked criteria."""
+        values = {
+            "imagery_finder_id": criteria.finder_id,
+            "dream_id": dream_id,
+            "location": criteria.location,
+            "area_m2": criteria.area_m2,
+            "starts_at": criteria.start,
+            "ends_at": criteria.end,
+            "max_cloud_cover": criteria.max_cloud_cover,
+            "collections": None if criteria.collections is None else list(criteria.collections),
+        }
+        stmt = insert(StandingStudy).values(**values)
+        refreshed = {
+            k: stmt.excluded[k] for k in values if k not in {"imagery_finder_id", "dream_id"}
+        }
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[StandingStudy.imagery_finder_id, StandingStudy.dream_id],
+            set_={**refreshed, "enrolled_at": func.now(), "closed_at": None, "closed_reason": None},
+        )
+        async with translated(f"enrolling ImageryFinder {criteria.finder_id} as standing"):
+            await self._session.execute(stmt)
+
+    async def close(self, *, finder_id: int, dream_id: int, reason: str) -> StandingState | None:
+        """Close the study (unless closed already); None if it has no standing row."""
+        s = StandingStudy
+        study = (s.imagery_finder_id == finder_id, s.dream_id == dream_id)
+        stmt = (
+            update(s)
+            .where(*study, s.closed_at.is_(None))
+            .values(closed_at=func.now(), closed_reason=reason)
+        )
+        async with translated(f"closing ImageryFinder {finder_id} for Dream {dream_id}"):
+            await self._session.execute(stmt)
+        return await self.state(finder_id=finder_id, dream_id=dream_id, grace=timedelta(0))
+
+    async def state(
+        self, *, finder_id: int, dream_id: int, grace: timedelta
+    ) -> StandingState | None:
+        s = StandingStudy
+        stmt = select(
+            s.imagery_finder_id, s.dream_id, s.enrolled_at, s.ends_at, s.closed_at,
+            s.closed_reason, stands(grace),
+        ).where(s.imagery_finder_id == finder_id, s.dream_id == dream_id)  # fmt: skip
+        async with translated(f"reading the standing of ImageryFinder {finder_id}"):
+            row = (await self._session.execute(stmt)).one_or_none()
+        return None if row is None else StandingState(*row)
+
+    async def count_standing(self, *, grace: timedelta) -> int:
+        stmt = select(func.count()).select_from(StandingStudy).where(stands(grace))
+        async with translated("counting the standing studies"):
+            return int((await self._session.execute(stmt)).scalar_one())
+
+    # ------------------------------------------------------------------ the matcher's side
+
+    async def fence_batch(self) -> None:
+        """A matcher batch: all fence buckets shared, and the plan settings (module doc)."""
+        async with translated("fencing a standing match batch"):
+            await self._session.execute(
+                _FENCE_ALL, {"space": FENCE_NAMESPACE, "buckets": FENCE_BUCKETS}
+            )
+
+    async def take_changes(self, *, limit: int) -> list[int]:
+        """Delete up to ``limit`` queued changes, oldest first, skipping those another batch
+        holds; returns their archive item ids (each once). A rollback puts them back."""
+        q = StandingChange
+        taken = select(q.id).order_by(q.id).limit(limit).with_for_update(skip_locked=True)
+        stmt = delete(q).where(q.id.in_(taken.scalar_subquery())).returning(q.archive_item_id)
+        async with translated("taking scenes from the change queue"):
+            ids = (await self._session.scalars(stmt)).all()
+        return sorted(set(ids))
+
+    async def backlog(self) -> int:
+        async with translated("counting the change queue"):
+            stmt = select(func.count()).select_from(StandingChange)
+            return int((await self._session.execute(stmt)).scalar_one())
+
+    async def lock_touched(self, items: Sequence[int], *, grace: timedelta) -> list[Study]:
+        """Lock, in key order, the standing studies these items match or are linked to, so two
+        batches touching one study take turns and each counts its total exactly."""
+        s, lookup = StandingStudy, ArchiveLookupItem
+        matching = (
+            select(s.imagery_finder_id, s.dream_id)
+            .join(ArchiveItem, and_(*match_predicate(standing_terms())))
+            .where(ArchiveItem.id == any_(_items()), stands(grace))
+        )
+        linked = select(lookup.imagery_finder_id, lookup.dream_id).where(
+            lookup.archive_item_id == any_(_items())
+        )
+        touched = union(matching, linked).subquery()
+        outer = StandingStudy.__table__.alias("locked")
+        key = (outer.c.imagery_finder_id, outer.c.dream_id)
+        stmt = (
+            select(*key)
+            .where(tuple_(*key).in_(select(touched.c[0], touched.c[1])))
+            .order_by(*key)
+            .with_for_update()
+        )
+        async with translated("locking the standing studies of a batch"):
+            rows = (await self._session.execute(stmt, {"items": list(items)})).all()
+        return [(int(f), int(d)) for f, d in rows]
+
+    async def unlink_stale(self, items: Sequence[int], *, grace: timedelta) -> dict[Study, int]:
+        """Delete the lookup rows, in standing studies, of these items that no longer match
+        (an update moved them out); returns how many per study."""
+        s, lookup = StandingStudy, ArchiveLookupItem
+        still = func.coalesce(and_(*match_predicate(standing_terms())), False)
+        gone = (
+            delete(lookup)
+            .where(
+                lookup.archive_item_id == any_(_items()),
+                lookup.imagery_finder_id == s.imagery_finder_id,
+                lookup.dream_id == s.dream_id,
+                ArchiveItem.id == lookup.archive_item_id,
+                stands(grace),
+                not_(still),
+            )
+            .returning(lookup.imagery_finder_id, lookup.dream_id)
+            .cte("gone")
+        )
+        stmt = select(gone.c[0], gone.c[1], func.count()).group_by(gone.c[0], gone.c[1])
+        async with translated("removing lookup rows that no longer match"):
+            rows = (await self._session.execute(stmt, {"items": list(items)})).all()
+        return {(int(f), int(d)): int(n) for f, d, n in rows}
+
+    async def link_items(self, items: Sequence[int], *, grace: timedelta) -> dict[Study, int]:
+        """Link these items to every standing study they match (ONE ``INSERT … SELECT``, the
+        study's rule and coverage); an existing row takes the new coverage. Returns the new
+        rows per study."""
+        s, lookup = StandingStudy, ArchiveLookupItem
+        terms = standing_terms()
+        matches = (
+            select(s.dream_id, s.imagery_finder_id, ArchiveItem.id, terms_coverage(terms))
+            .join(ArchiveItem, and_(*match_predicate(terms)))
+            .where(ArchiveItem.id == any_(_items()), stands(grace))
+        )
+        stmt = insert(lookup).from_select(
+            ["dream_id", "imagery_finder_id", "archive_item_id", "coverage"], matches
+        )
+        written = (
+            stmt.on_conflict_do_update(
+                constraint="uq_archive_lookup_item_study_item",
+                set_={"coverage": stmt.excluded.coverage},
+                where=lookup.coverage.is_distinct_from(stmt.excluded.coverage),
+            )
+            .returning(
+                lookup.imagery_finder_id,
+                lookup.dream_id,
+                literal_column("(archive_lookup_item.xmax = 0)", Boolean).label("inserted"),
+            )
+            .cte("written")
+        )
+        new = func.count().filter(written.c.inserted)
+        stmt_ = select(written.c[0], written.c[1], new).group_by(written.c[0], written.c[1])
+        async with translated("linking new scenes to the standing studies"):
+            rows = (await self._session.execute(stmt_, {"items": list(items)})).all()
+        return {(int(f), int(d)): int(n) for f, d, n in rows if n}
+
+    async def totals(self, studies: Sequence[Study]) -> dict[Study, int]:
+        """Each study's lookup rows now (this transaction's writes included)."""
+        if not studies:
+            return {}
+        lookup = ArchiveLookupItem
+        key = (lookup.imagery_finder_id, lookup.dream_id)
+        stmt = (
+            select(*key, func.count())
+            .where(tuple_(*key).in_([tuple(study) for study in studies]))
+            .group_by(*key)
+        )
+        async with translated("counting the lookup rows of the updated studies"):
+            rows = (await self._session.execute(stmt)).all()
+        found = {(int(f), int(d)): int(n) for f, d, n in rows}
+        return {study: found.get(study, 0) for study in studies}

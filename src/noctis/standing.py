@@ -1,0 +1,222 @@
+"""Standing studies, as plain async functions (no Prefect here): scenes ingested after a study
+ran are matched and announced, none missed, none twice.
+
+**Which studies stand.** Every study (finder x dream) whose link step committed stands, from
+that COMMIT, while
+
+- it has not been closed (:func:`close_study`: ``noctis study close``, or Augur through the
+  ``close-study/default`` deployment), and
+- its window can still gain scenes: the finder has no end date, or its end
+  (``end_date + 1 day``, 00:00 UTC) is less than ``NOCTIS_STANDING_GRACE_DAYS`` ago (late
+  ingest of scenes acquired inside the window). Past that, it stops standing by itself.
+
+Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked).
+
+**Seeing every new scene once.** Triggers on ``archive_item`` queue, inside the writer's own
+transaction, every inserted scene and every scene whose footprint, acquired_at, cloud_cover or
+collection an UPDATE changed (``standing_change``): a scene is queued exactly when its write
+commits, whoever wrote it, and a no-op UPDATE queues nothing. :func:`match_batch` takes up to
+``NOCTIS_STANDING_BATCH`` queued scenes ``FOR UPDATE SKIP LOCKED`` and, in the same transaction,
+links them to every standing study they match (the study's own rule and coverage), removes the
+lookup rows of updated scenes that no longer match, writes one ``updated`` notification per
+study that changed, and deletes the queue rows. A batch that fails rolls back whole: its scenes
+are queued again. Concurrent batches take disjoint scenes; the fence of
+:mod:`noctis.repositories.standing` closes the gap between a study's link step and the matcher.
+
+**A scene that no longer matches.** When an update moves a scene out of a standing study (its
+footprint, time, cloud cover or collection changed), its lookup row is deleted, and the
+study's ``updated`` notification counts it in ``removed_count`` (``matched_count`` is the total
+after the batch). The lookup rows of closed studies are never touched: they are the record of
+what the study found. A deleted scene takes its lookup rows with it (foreign key cascade).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from noctis import outbox
+from noctis.augur import AugurClient, Notification, NotificationEvent
+from noctis.errors import StudyNeverRan
+from noctis.outbox import DISPATCH_LANES, OpenUnitOfWork
+from noctis.repositories import OutboxMessage, StandingState
+from noctis.unit_of_work import UnitOfWork
+
+CLOSED_BY_REQUEST = "closed on request"
+
+
+def new_pass_id() -> str:
+    """The id of a pass run outside Prefect: it stands where a flow run's id would."""
+    return f"standing-{uuid.uuid4()}"
+
+
+@dataclass(frozen=True, slots=True)
+class StudyUpdate:
+    finder_id: int
+    dream_id: int
+    new: int
+    removed: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One committed batch."""
+
+    items: tuple[int, ...]
+    """The archive items it matched (each once)."""
+    updates: list[StudyUpdate]
+    messages: list[OutboxMessage]
+    committed_at: float
+    """``time.time()`` right after COMMIT."""
+
+
+async def match_batch(
+    uow: UnitOfWork, *, batch: int, grace: timedelta, pass_id: str | None
+) -> BatchResult | None:
+    """Take up to ``batch`` queued scenes and match them (module doc), then commit; None when
+    the queue is empty. With ``pass_id``, the ``updated`` notifications are written into the
+    outbox (the flow run's id, or :func:`new_pass_id`), in the same transaction."""
+    await uow.standing.fence_batch()
+    items = await uow.standing.take_changes(limit=batch)
+    if not items:
+        await uow.commit()
+        return None
+    await uow.standing.lock_touched(items, grace=grace)
+    removed = await uow.standing.unlink_stale(items, grace=grace)
+    new = await uow.standing.link_items(items, grace=grace)
+    changed = sorted(set(removed) | set(new))
+    totals = await uow.standing.totals(changed)
+    updates = [
+        StudyUpdate(
+            f, d, new=new.get((f, d), 0), removed=removed.get((f, d), 0), total=totals[f, d]
+        )
+        for f, d in changed
+    ]
+    messages: list[OutboxMessage] = []
+    if pass_id is not None:
+        messages = await uow.outbox.add_many([updated_notification(u, pass_id) for u in updates])
+    await uow.commit()
+    return BatchResult(tuple(items), updates, messages, committed_at=time.time())
+
+
+def updated_notification(update: StudyUpdate, pass_id: str) -> Notification:
+    """What Augur hears of one study's batch: the new and removed counts and the total."""
+    return Notification(
+        event=NotificationEvent.UPDATED,
+        dream_pk=update.dream_id,
+        imagery_finder_pk=update.finder_id,
+        flow_run_id=pass_id,
+        matched_count=update.total,
+        new_count=update.new,
+        removed_count=update.removed,
+    )
+
+
+@dataclass
+class PassReport:
+    """One pass of the standing matcher."""
+
+    pass_id: str
+    batches: int = 0
+    scenes: int = 0
+    new: int = 0
+    removed: int = 0
+    notifications: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    """Left in the outbox (Augur did not take them now): the dispatcher delivers them."""
+    standing: int = 0
+    backlog: int = 0
+    """Scenes still queued when the pass ended (written meanwhile, or beyond ``max_batches``)."""
+    seconds: float = 0.0
+    studies: set[tuple[int, int]] = field(default_factory=set)
+
+
+async def match_pass(
+    open_uow: OpenUnitOfWork,
+    *,
+    batch: int,
+    grace: timedelta,
+    augur: AugurClient | None,
+    give_up_after: timedelta,
+    pass_id: str | None = None,
+    max_batches: int | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> PassReport:
+    """Match batches until the queue is empty (or ``max_batches``), delivering each batch's
+    notifications right after its COMMIT; what Augur does not take waits in the outbox."""
+    started = time.monotonic()
+    report = PassReport(pass_id=pass_id or new_pass_id())
+    announce = report.pass_id if augur is not None else None
+    while max_batches is None or report.batches < max_batches:
+        async with open_uow() as uow:
+            result = await match_batch(uow, batch=batch, grace=grace, pass_id=announce)
+        if result is None:
+            break
+        report.batches += 1
+        report.scenes += len(result.items)
+        for update in result.updates:
+            report.new += update.new
+            report.removed += update.removed
+            report.studies.add((update.finder_id, update.dream_id))
+        report.notifications += len(result.messages)
+        if augur is not None and result.messages:
+            delivered = await _deliver(
+                open_uow, augur, result.messages, report.pass_id, give_up_after
+            )
+            report.delivered += delivered
+            report.undelivered += len(result.messages) - delivered
+        if on_batch is not None:
+            on_batch(result)
+    async with open_uow() as uow:
+        report.backlog = await uow.standing.backlog()
+        report.standing = await uow.standing.count_standing(grace=grace)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def _deliver(
+    open_uow: OpenUnitOfWork,
+    augur: AugurClient,
+    messages: list[OutboxMessage],
+    pass_id: str,
+    give_up_after: timedelta,
+) -> int:
+    """Deliver a batch's notifications, :data:`DISPATCH_LANES` at a time; how many went."""
+    lanes = asyncio.Semaphore(DISPATCH_LANES)
+
+    async def one(message: OutboxMessage) -> bool:
+        async with lanes:
+            done = await outbox.deliver(
+                open_uow, augur, message.id, by=f"standing pass {pass_id}",
+                give_up_after=give_up_after,
+            )  # fmt: skip
+        return done.outcome == "delivered"
+
+    return sum(await asyncio.gather(*(one(m) for m in messages)))
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedStudy:
+    state: StandingState
+    already: bool
+    """It was closed before this request (nothing changed)."""
+
+
+async def close_study(uow: UnitOfWork, *, finder_id: int, dream_id: int) -> ClosedStudy:
+    """Close a standing study: no scene ingested from now on is matched to it; its lookup rows
+    stay. Closing a closed study changes nothing. Raises :class:`StudyNeverRan`."""
+    before = await uow.standing.state(finder_id=finder_id, dream_id=dream_id, grace=timedelta(0))
+    if before is None:
+        raise StudyNeverRan(finder_id, dream_id)
+    state = await uow.standing.close(
+        finder_id=finder_id, dream_id=dream_id, reason=CLOSED_BY_REQUEST
+    )
+    await uow.commit()
+    assert state is not None  # the row exists, and a close never deletes it
+    return ClosedStudy(state, already=before.closed_at is not None)

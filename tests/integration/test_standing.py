@@ -1,0 +1,268 @@
+"""Standing studies on a real PostGIS: the change queue and its triggers, the standing rule,
+the set-based match (the study's own rule and coverage), removals, closing, and the ``updated``
+notifications through the outbox."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from noctis import standing
+from noctis.augur import AugurClient, RetryPolicy
+from noctis.errors import StudyNeverRan
+from noctis.standing import PassReport
+from noctis.study import check_study, link_study
+from noctis.unit_of_work import UnitOfWork
+from tests.support.augur_stub import AugurStub
+from tests.support.factories import add_dream, add_finder, square
+from tests.support.studies import coverages, linked_ids, reference_ids, scalar
+
+Factory = async_sessionmaker[AsyncSession]
+GRACE = timedelta(days=30)
+QUICK = RetryPolicy(max_attempts=2, max_retry_seconds=2.0, backoff_base=0.01, backoff_max=0.05)
+INSERT_ITEM = (
+    "INSERT INTO archive_item (external_id, collection, footprint, acquired_at, cloud_cover) "
+    "VALUES (%s, %s, ST_GeomFromText(%s, 4326), %s, %s) RETURNING id"
+)
+
+
+@pytest.fixture
+async def augur(augur_stub: AugurStub) -> AsyncIterator[AugurClient]:
+    async with AugurClient(base_url=augur_stub.url, connect_timeout=1, timeout=2, retry=QUICK) as c:
+        yield c
+
+
+async def _item(
+    admin: psycopg.AsyncConnection,
+    wkt: str,
+    *,
+    at: datetime = datetime(2024, 6, 1, tzinfo=UTC),
+    collection: str = "sentinel-2-l2a",
+    cloud: float | None = 10.0,
+    name: str | None = None,
+) -> int:
+    name = name or f"scene-{await scalar(admin, 'SELECT count(*) FROM archive_item')}-{wkt[:20]}"
+    return int(await scalar(admin, INSERT_ITEM, (name, collection, wkt, at, cloud)))
+
+
+async def _study(
+    session: AsyncSession, factory: Factory, wkt: str, *, grace: timedelta = GRACE, **finder: object
+) -> tuple[int, int]:
+    dream = await add_dream(session)
+    found = await add_finder(session, wkt, **finder)  # type: ignore[arg-type]
+    await session.commit()
+    async with UnitOfWork(factory) as uow:
+        study = await check_study(uow, finder_id=found.id, dream_id=dream.id)
+    async with UnitOfWork(factory) as uow:
+        await link_study(uow, study, announce_as=str(uuid.uuid4()), standing_grace=grace)
+    return found.id, dream.id
+
+
+async def _pass(
+    factory: Factory,
+    augur: AugurClient | None = None,
+    *,
+    grace: timedelta = GRACE,
+    batch: int = 500,
+) -> PassReport:
+    return await standing.match_pass(
+        lambda: UnitOfWork(factory), batch=batch, grace=grace, augur=augur,
+        give_up_after=timedelta(hours=1),
+    )  # fmt: skip
+
+
+async def _queued(admin: psycopg.AsyncConnection) -> list[int]:
+    cur = await admin.execute("SELECT archive_item_id FROM standing_change ORDER BY id")
+    return [r[0] for r in await cur.fetchall()]
+
+
+# ------------------------------------------------------------------------------ the queue
+
+
+async def test_the_triggers_queue_inserts_and_real_changes_only(
+    admin: psycopg.AsyncConnection,
+) -> None:
+    a = await _item(admin, square(10, 45, 0.1))
+    b = await _item(admin, square(11, 45, 0.1))
+    assert await _queued(admin) == [a, b]
+    await admin.execute("DELETE FROM standing_change")
+    # No-op UPDATEs and changes of unmatched fields queue nothing.
+    await admin.execute("UPDATE archive_item SET footprint = footprint, cloud_cover = cloud_cover")
+    await admin.execute("UPDATE archive_item SET gsd = 30, properties = '{\"x\": 1}'")
+    await admin.execute("UPDATE archive_item SET external_id = external_id || '-renamed'")
+    assert await _queued(admin) == []
+    # Each matched field, alone, queues the scene (once per statement).
+    for change in (
+        "footprint = ST_Translate(footprint, 0.01, 0)",
+        "acquired_at = acquired_at + interval '1 day'",
+        "cloud_cover = NULL",
+        "collection = 'landsat-c2-l2'",
+    ):
+        await admin.execute(f"UPDATE archive_item SET {change} WHERE id = %s", (a,))
+    assert await _queued(admin) == [a, a, a, a]
+
+
+async def test_a_rolled_back_insert_queues_nothing_and_copy_queues_every_row(
+    admin: psycopg.AsyncConnection,
+) -> None:
+    async with admin.transaction(force_rollback=True):
+        await _item(admin, square(10, 45, 0.1), name="rolled-back")
+    assert await _queued(admin) == []
+    async with admin.cursor().copy(
+        "COPY archive_item (external_id, collection, footprint, acquired_at) FROM STDIN"
+    ) as copy:
+        for i in range(50):
+            await copy.write_row(
+                (f"copied-{i}", "s2", f"SRID=4326;{square(10, 45, 0.1)}", "2024-06-01")
+            )
+    assert len(await _queued(admin)) == 50
+
+
+# ------------------------------------------------------------------------------ matching
+
+
+async def test_new_scenes_are_linked_with_the_study_rule_and_coverage_and_announced(
+    session: AsyncSession,
+    session_factory: Factory,
+    admin: psycopg.AsyncConnection,
+    augur: AugurClient,
+    augur_stub: AugurStub,
+) -> None:
+    finder, dream = await _study(
+        session, session_factory, square(10, 45, 0.5), max_cloud_cover=50.0,
+        collections=["sentinel-2-l2a"], start=date(2024, 1, 1),
+    )  # fmt: skip
+    other_finder, other_dream = await _study(session, session_factory, square(20, 45, 0.5))
+    inside = await _item(admin, square(10.2, 45, 0.3))
+    await _item(admin, square(10, 45, 0.3), cloud=None)  # unknown cloud cover: excluded
+    await _item(admin, square(10, 45, 0.3), cloud=80.0)  # too cloudy
+    await _item(admin, square(10, 45, 0.3), collection="landsat-c2-l2")  # other collection
+    await _item(admin, square(10, 45, 0.3), at=datetime(2023, 12, 31, 23, 59, tzinfo=UTC))
+    touching = await _item(admin, square(10.7, 45, 0.2))  # shares the AOI's edge at 10.5
+    both = await _item(admin, "POLYGON((10 45, 20 45, 20 45.1, 10 45.1, 10 45))")
+    report = await _pass(session_factory, augur)
+    assert (report.scenes, report.new, report.removed) == (7, 4, 0)
+    assert await linked_ids(admin, finder, dream) == sorted([inside, touching, both])
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+    assert await linked_ids(admin, other_finder, other_dream) == [both]
+    for _, recorded, expected in await coverages(admin, finder, dream):
+        assert recorded == pytest.approx(expected, rel=1e-9)
+    # One `updated` per study for the batch, through the outbox, delivered with its key.
+    notes = {r.json["imagery_finder_pk"]: r for r in augur_stub.requests}
+    assert set(notes) == {finder, other_finder}
+    body = notes[finder].json
+    assert body["event"] == "imagery-finder-study.updated"
+    assert (body["new_count"], body["matched_count"], body["removed_count"]) == (3, 3, 0)
+    key = notes[finder].header("Idempotency-Key") or ""
+    assert re.fullmatch(rf"noctis:imagery-finder-{finder}:dream-{dream}:update-\d+:updated", key)
+    assert (report.notifications, report.delivered) == (2, 2)
+    assert await _queued(admin) == []
+    # A second pass finds nothing: every scene was seen once.
+    again = await _pass(session_factory, augur)
+    assert (again.scenes, again.new, again.notifications) == (0, 0, 0)
+
+
+async def test_an_update_that_moves_a_scene_out_removes_its_row_and_says_so(
+    session: AsyncSession,
+    session_factory: Factory,
+    admin: psycopg.AsyncConnection,
+    augur: AugurClient,
+    augur_stub: AugurStub,
+) -> None:
+    finder, dream = await _study(session, session_factory, square(10, 45, 0.5))
+    scene = await _item(admin, square(10, 45, 0.2))
+    stays = await _item(admin, square(10.1, 45, 0.2))
+    await _pass(session_factory, augur)
+    augur_stub.reset()
+    await admin.execute(
+        "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s", (scene,)
+    )
+    report = await _pass(session_factory, augur)
+    assert (report.new, report.removed) == (0, 1)
+    assert await linked_ids(admin, finder, dream) == [stays]
+    [note] = augur_stub.requests
+    assert (note.json["removed_count"], note.json["new_count"], note.json["matched_count"]) == (
+        1, 0, 1,
+    )  # fmt: skip
+    # Moved back in: linked again, with the coverage of its new footprint.
+    await admin.execute(
+        "UPDATE archive_item SET footprint = ST_Translate(footprint, -5.1, 0) WHERE id = %s",
+        (scene,),
+    )
+    assert (await _pass(session_factory, augur)).new == 1
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+    for _, recorded, expected in await coverages(admin, finder, dream):
+        assert recorded == pytest.approx(expected, rel=1e-9)
+
+
+async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    finder, dream = await _study(session, session_factory, square(10, 45, 0.5))
+    scene = await _item(admin, square(10, 45, 0.1))
+    await _pass(session_factory)
+    [(_, before, _)] = await coverages(admin, finder, dream)
+    await admin.execute(
+        "UPDATE archive_item SET footprint = ST_Buffer(footprint, 0.1, 'join=mitre') WHERE id = %s",
+        (scene,),
+    )
+    report = await _pass(session_factory)
+    assert (report.new, report.removed, report.notifications) == (0, 0, 0)  # no Augur here
+    [(_, after, expected)] = await coverages(admin, finder, dream)
+    assert after == pytest.approx(expected, rel=1e-9)
+    assert after > before
+
+
+# ------------------------------------------------------------------------------ the rule
+
+
+async def test_which_studies_stand(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    today = datetime.now(UTC).date()
+    aoi = square(10, 45, 0.5)
+    open_ended = await _study(session, session_factory, aoi, start=date(2024, 1, 1))
+    future = await _study(session, session_factory, aoi, end=today + timedelta(days=10))
+    in_grace = await _study(session, session_factory, aoi, end=today - timedelta(days=20))
+    past_grace = await _study(session, session_factory, aoi, end=today - timedelta(days=40))
+    closed = await _study(session, session_factory, aoi)
+    async with UnitOfWork(session_factory) as uow:
+        done = await standing.close_study(uow, finder_id=closed[0], dream_id=closed[1])
+        assert not done.already and done.state.closed_reason == standing.CLOSED_BY_REQUEST
+        again = await standing.close_study(uow, finder_id=closed[0], dream_id=closed[1])
+        assert again.already
+    await _item(admin, square(10, 45, 0.1), at=datetime(2024, 6, 1, tzinfo=UTC))
+    await _item(admin, square(10, 45, 0.1), at=datetime.now(UTC) - timedelta(days=30))
+    report = await _pass(session_factory)
+    assert report.standing == 3
+    linked = {s: len(await linked_ids(admin, *s)) for s in (open_ended, future, in_grace)}
+    assert linked == {open_ended: 2, future: 2, in_grace: 2}
+    assert await linked_ids(admin, *past_grace) == []  # never stood: no row at all
+    assert (
+        await scalar(
+            admin,
+            "SELECT count(*) FROM standing_study WHERE imagery_finder_id = %s",
+            (past_grace[0],),
+        )
+        == 0
+    )
+    assert await linked_ids(admin, *closed) == []
+    # A rerun of a closed study makes it stand again, and catches up.
+    async with UnitOfWork(session_factory) as uow:
+        study = await check_study(uow, finder_id=closed[0], dream_id=closed[1])
+        assert (await link_study(uow, study)).new == 2
+    async with UnitOfWork(session_factory) as uow:
+        state = await uow.standing.state(finder_id=closed[0], dream_id=closed[1], grace=GRACE)
+    assert state is not None and state.standing
+
+
+async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory) -> None:
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
+            await standing.close_study(uow, finder_id=7, dream_id=3)
