@@ -166,9 +166,10 @@ async def match_pass(
             report.studies.add((update.finder_id, update.dream_id))
         report.notifications += len(result.messages)
         if augur is not None and result.messages:
-            delivered = await _deliver(
-                open_uow, augur, result.messages, report.pass_id, give_up_after
-            )
+            delivered = await deliver_batch(
+                open_uow, augur, result.messages, by=f"standing pass {report.pass_id}",
+                give_up_after=give_up_after,
+            )  # fmt: skip
             report.delivered += delivered
             report.undelivered += len(result.messages) - delivered
         if on_batch is not None:
@@ -180,21 +181,22 @@ async def match_pass(
     return report
 
 
-async def _deliver(
+async def deliver_batch(
     open_uow: OpenUnitOfWork,
     augur: AugurClient,
     messages: list[OutboxMessage],
-    pass_id: str,
+    *,
+    by: str,
     give_up_after: timedelta,
 ) -> int:
-    """Deliver a batch's notifications, :data:`DISPATCH_LANES` at a time; how many went."""
+    """Deliver a batch's notifications right after its COMMIT, :data:`DISPATCH_LANES` at a
+    time; returns how many Augur took (the rest wait in the outbox for the dispatcher)."""
     lanes = asyncio.Semaphore(DISPATCH_LANES)
 
     async def one(message: OutboxMessage) -> bool:
         async with lanes:
             done = await outbox.deliver(
-                open_uow, augur, message.id, by=f"standing pass {pass_id}",
-                give_up_after=give_up_after,
+                open_uow, augur, message.id, by=by, give_up_after=give_up_after,
             )  # fmt: skip
         return done.outcome == "delivered"
 

@@ -71,6 +71,9 @@ GRANT SELECT, INSERT ON archive_lookup_item TO {role};
 GRANT SELECT, INSERT, DELETE ON notification_outbox TO {role};
 GRANT UPDATE (state, attempts, history, last_error, queued_at, requeued_at, delivered_at)
     ON notification_outbox TO {role};
+GRANT DELETE, UPDATE (coverage) ON archive_lookup_item TO {role};
+GRANT SELECT, INSERT, UPDATE ON standing_study TO {role};
+GRANT SELECT, UPDATE (enqueued_at), DELETE ON standing_change TO {role};
 """
 
 
@@ -139,8 +142,10 @@ async def test_the_flow_runs_under_the_least_privilege_role(
         )
         assert (await cur.fetchone()) == (False,)
         for forbidden in (
-            "UPDATE archive_lookup_item SET coverage = 0",
-            "DELETE FROM archive_lookup_item",
+            # The standing matcher refreshes a coverage and removes rows; nothing else changes.
+            "UPDATE archive_lookup_item SET archive_item_id = 0, dream_id = 0",
+            "INSERT INTO standing_change (archive_item_id) VALUES (1)",
+            "DELETE FROM standing_study",
             "INSERT INTO dream (name) VALUES ('x')",
             "UPDATE imagery_finder SET name = 'x'",
             "CREATE TABLE public.x (id int)",
