@@ -27,6 +27,8 @@ TABLES = {
     "archive_item",
     "archive_lookup_item",
     "notification_outbox",
+    "standing_study",
+    "standing_change",
 }
 
 
