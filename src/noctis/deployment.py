@@ -261,9 +261,10 @@ def loaded_trigger() -> DeploymentEventTrigger:
 async def register_standing(*, work_pool: str, every: timedelta | None = None) -> tuple[UUID, UUID]:
     """Create or update ``standing-match/default`` (every ``every``, default
     ``noctis_standing_match_seconds``, and on :data:`LOADED_EVENT`) and ``close-study/default``
-    on ``work_pool``; returns their ids."""
+    on ``work_pool`` (created as a process pool if missing); returns their ids."""
     from noctis.settings import get_settings
 
+    await ensure_work_pool(work_pool)
     matcher = await standing_match.ato_deployment(
         name=DEPLOYMENT_NAME,
         version=__version__,
