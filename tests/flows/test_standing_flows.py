@@ -4,11 +4,13 @@ CLI (``noctis standing match``, ``noctis study close``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
 
 import psycopg
+from click.testing import Result
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
@@ -104,26 +106,29 @@ async def test_deploy_registers_the_matcher_on_a_schedule_and_an_event_and_close
     assert schema is not None and schema["properties"]["dream_pk"]["exclusiveMinimum"] == 0
 
 
+async def _cli(*args: str) -> Result:
+    """``noctis ARGS``, in a thread: the CLI runs its own event loop (``asyncio.run``)."""
+    return await asyncio.to_thread(runner.invoke, app, list(args))
+
+
 async def test_the_cli_runs_one_pass_and_closes_a_study(
     study_env: Settings, augur_stub: AugurStub
 ) -> None:
     finder, dream = await _standing_study(study_env)
     await _scenes(study_env, 4)
-    outcome = runner.invoke(app, ["standing", "match", "--json"])
+    outcome = await _cli("standing", "match", "--json")
     assert outcome.exit_code == 0, outcome.output
     summary = json.loads(outcome.stdout.strip().splitlines()[-1])
     assert (summary["scenes"], summary["new"], summary["delivered"], summary["backlog"]) == (
         4, 4, 1, 0,
     )  # fmt: skip
-    table = runner.invoke(app, ["standing", "match"])
+    table = await _cli("standing", "match")
     assert table.exit_code == 0 and "Scenes matched" in table.output
     pks = ["--imagery-finder-pk", str(finder), "--dream-pk", str(dream)]
-    closed = runner.invoke(app, ["study", "close", *pks])
+    closed = await _cli("study", "close", *pks)
     assert closed.exit_code == 0 and "is closed" in closed.output, closed.output
-    again = runner.invoke(app, ["study", "close", *pks, "--json"])
+    again = await _cli("study", "close", *pks, "--json")
     assert json.loads(again.stdout.strip().splitlines()[-1])["already_closed"] is True
-    unknown = runner.invoke(
-        app, ["study", "close", "--imagery-finder-pk", "999", "--dream-pk", "1"]
-    )
+    unknown = await _cli("study", "close", "--imagery-finder-pk", "999", "--dream-pk", "1")
     assert unknown.exit_code == 1
     assert "ImageryFinder 999 for Dream 1 is not a standing study" in unknown.output
