@@ -96,7 +96,8 @@ class Notification(BaseModel):
         return self
 
     def body(self) -> dict[str, Any]:
-        """The JSON body: every field, ``error`` left out on success."""
+        """The JSON body: every field, ``error`` left out on success and ``removed_count``
+        outside ``updated``."""
         absent = {name for name in ("error", "removed_count") if getattr(self, name) is None}
         return self.model_dump(mode="json", exclude=absent)
 

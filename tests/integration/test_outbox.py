@@ -86,15 +86,15 @@ async def test_the_completed_is_committed_with_the_rows_and_keyed_by_the_update(
     assert row.idempotency_key == completed_key(study.finder_id, study.dream_id, row.id)
     assert row.idempotency_key == linked.message.key
     assert row.state == "pending" and row.attempts == 0 and row.history == []
-    notification = Notification.model_validate(row.payload)  # the body Augur will receive
-    assert notification.model_dump(exclude={"coverage"}) == {
-        "event": NotificationEvent.COMPLETED,
+    notification = Notification.model_validate(row.payload)
+    body = notification.body()  # what Augur will receive: no error, no removed_count
+    assert {k: v for k, v in body.items() if k != "coverage"} == {
+        "event": "imagery-finder-study.completed",
         "dream_pk": study.dream_id,
         "imagery_finder_pk": study.finder_id,
         "flow_run_id": RUN,
         "matched_count": 2,
         "new_count": 2,
-        "error": None,
     }
     assert notification.coverage == linked.coverage and 0 < (linked.coverage or 0) < 1
 
