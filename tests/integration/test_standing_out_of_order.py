@@ -5,7 +5,17 @@ exactly once, checked against the reference formulation over the whole archive
 (:mod:`noctis.devtools.reference`), and each study's last notification carries its exact total.
 
 A watermark on ids or timestamps fails this test: a scene inserted by a transaction that
-started first and commits last has the smallest id and the latest commit.
+started first and commits last has the smallest id and the latest commit. In the even rounds
+the matchers drain the queue after each commit, so that case happens deterministically.
+
+Mutation checks (by hand, not committed; one run each on the loaded 2-core machine). Before
+the even rounds drained between commits, this test PASSED with ``take_changes`` replaced by an
+id watermark over ``standing_change`` (read ``id > watermark``, no SKIP LOCKED), and PASSED with
+``fence_batch`` a no-op: the matchers seldom ran between two commits of a round. With the
+drained rounds it FAILS under the watermark ("the change queue never drained": the rows of a
+transaction that started first and committed last stay below the watermark). The fence is
+guarded by the deterministic test at the end of this module, which fails without it; this test
+does not guard it.
 """
 
 from __future__ import annotations
@@ -103,6 +113,15 @@ async def _writer_round(
         await conn.commit()
 
 
+async def _drained(admin: psycopg.AsyncConnection, *, within: float = 300.0) -> None:
+    """Wait until the matchers have taken every queued change."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await scalar(admin, "SELECT count(*) FROM standing_change"):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the change queue never drained: the matchers skip changes")
+        await asyncio.sleep(0.02)
+
+
 async def _matcher(factory: Factory, stop: asyncio.Event, stats: dict[str, int]) -> None:
     while True:
         try:
@@ -148,7 +167,14 @@ async def test_out_of_order_commits_miss_nothing_and_link_nothing_twice(
         commit_orders.append(order)
         for w in order:
             gos[w].set()
-            await asyncio.sleep(rng.uniform(0, 0.05))
+            if r % 2 == 0:
+                # Even rounds: the matchers take each commit before the next one lands, so a
+                # transaction that started earlier (smaller ids) commits after larger ids
+                # were consumed: exactly what a watermark on ids skips.
+                await writers[w]
+                await _drained(admin)
+            else:
+                await asyncio.sleep(rng.uniform(0, 0.05))
             if r in (2, 4) and w == order[0]:  # studies start standing while writers commit
                 studies.append(await _new_study(session, session_factory, len(studies), rng))
         await asyncio.gather(*writers)
@@ -183,3 +209,89 @@ async def test_out_of_order_commits_miss_nothing_and_link_nothing_twice(
     print(
         f"\nout-of-order: {scenes} scenes, {len(studies)} studies, {matched_total} links, {stats}"
     )
+
+
+async def _wait_for(
+    admin: psycopg.AsyncConnection, sql: str, *, unless: asyncio.Task[object] | None = None
+) -> bool:
+    """Poll ``sql`` (a count) until it is positive; False if ``unless`` finished first."""
+    for _ in range(1200):
+        if await scalar(admin, sql):
+            return True
+        if unless is not None and unless.done():
+            return False
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {sql}")
+
+
+async def test_a_scene_committed_between_the_link_statement_and_its_commit_is_not_lost(
+    atlas_settings: Settings,
+    session: AsyncSession,
+    session_factory: Factory,
+    admin: psycopg.AsyncConnection,
+) -> None:
+    """The fence, deterministically: a study's link statement has taken its snapshot but the
+    study is not yet committed as standing; a scene commits in that gap, and a matcher batch
+    starts. The batch must wait for the study's COMMIT (else it takes the scene from the queue
+    while the study is invisible to it, and the link statement could not see the scene either:
+    the scene is lost). The link step is held in the gap by an uncommitted conflicting row of
+    ``standing_study``, which its enrolment waits for.
+
+    Mutation check (by hand, not committed): with ``fence_batch`` made a no-op this test fails
+    (``linked_ids`` is ``[]``: the batch took the scene while the study was invisible to it),
+    whereas the out-of-order test above still passed: its studies rarely start standing in the
+    very gap, so it does not guard the fence; this test does."""
+    dream = await add_dream(session, "fenced")
+    finder = await add_finder(session, square(10, 45, 0.5))
+    await session.commit()
+    async with UnitOfWork(session_factory) as uow:
+        study = await check_study(uow, finder_id=finder.id, dream_id=dream.id)
+    dsn = admin_dsn(atlas_settings)
+    async with await psycopg.AsyncConnection.connect(dsn) as blocker:
+        await blocker.execute(
+            "INSERT INTO standing_study (imagery_finder_id, dream_id, location) "
+            "VALUES (%s, %s, ST_GeomFromText('POINT(0 0)', 4326))",
+            (finder.id, dream.id),
+        )
+
+        async def link() -> None:
+            async with UnitOfWork(session_factory) as uow:
+                await link_study(uow, study, announce_as=str(uuid.uuid4()), standing_grace=GRACE)
+
+        linking = asyncio.create_task(link())
+        # The link statement has run (its snapshot is taken): enrolment waits for the blocker.
+        await _wait_for(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO standing_study%'",
+        )
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as writer:
+            cur = await writer.execute(
+                "INSERT INTO archive_item (external_id, collection, footprint, acquired_at) "
+                "VALUES ('in-the-gap', 'sentinel-2-l2a', ST_GeomFromText(%s, 4326), %s) "
+                "RETURNING id",
+                (square(10.1, 45, 0.1), "2024-06-01T10:00Z"),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            scene = int(row[0])
+
+        async def one_batch() -> standing.BatchResult | None:
+            async with UnitOfWork(session_factory) as uow:
+                return await standing.match_batch(uow, batch=10, grace=GRACE, pass_id="test")
+
+        matching = asyncio.create_task(one_batch())
+        # The batch waits at the fence (a shared advisory lock), or, without one, finishes.
+        fenced = await _wait_for(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+            unless=matching,  # type: ignore[arg-type]
+        )
+        await blocker.rollback()
+    await linking
+    result = await matching
+    assert result is not None and result.items == (scene,)
+    assert await reference_ids(admin, finder.id) == [scene]
+    assert await linked_ids(admin, finder.id, dream.id) == [scene]  # linked, once
+    assert fenced  # and by the batch, which waited for the study's COMMIT
