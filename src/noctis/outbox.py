@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 OpenUnitOfWork = Callable[[], UnitOfWork]
 DISPATCH_LANES = 4  # rows a dispatcher sends at once (one Atlas connection each)
+SEND_CONCURRENCY = 16  # requests :func:`deliver_many` has in flight (one Atlas connection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +75,67 @@ async def deliver(
         return await _send(uow, augur, message, by=by, give_up_after=give_up_after)
 
 
-async def _send(
-    uow: UnitOfWork,
+async def deliver_many(
+    open_uow: OpenUnitOfWork,
     augur: AugurClient,
-    message: OutboxMessage,
+    message_ids: Sequence[int],
     *,
     by: str,
     give_up_after: timedelta,
-) -> Delivery:
-    """Send a claimed row (its lock held in ``uow``), record the outcome, commit."""
+    concurrency: int = SEND_CONCURRENCY,
+) -> list[Delivery]:
+    """Send several rows together (a standing batch's ``updated``s): ONE claim of them all
+    (``FOR UPDATE SKIP LOCKED``: rows another sender holds, or no longer pending, are left out),
+    the requests at once, ``concurrency`` at a time, on ``augur``'s one HTTP client, each with
+    its row's Idempotency-Key, then every outcome recorded in ONE transaction; the locks are held
+    throughout, as :func:`deliver` holds its one. Returns the rows sent, in id order."""
+    if not message_ids:
+        return []
+    async with open_uow() as uow:
+        messages = await uow.outbox.claim_many(message_ids)
+        lanes = asyncio.Semaphore(concurrency)
+
+        async def one(message: OutboxMessage) -> _Sent:
+            async with lanes:
+                return await _attempt(augur, message, by=by)
+
+        sent = await asyncio.gather(*(one(m) for m in messages))
+        try:
+            states = [
+                await uow.outbox.record(s.message.id, s.attempt, give_up_after=give_up_after)
+                for s in sent
+            ]
+            await uow.commit()
+        except DatabaseError as e:
+            if not any(s.receipt is not None for s in sent):
+                raise
+            logger.warning(
+                "Augur took %d notifications but the outbox could not record it (%s): they may "
+                "be sent again, under the same keys",
+                sum(s.receipt is not None for s in sent),
+                e,
+            )
+            return [
+                Delivery("delivered", s.message, s.receipt, recorded=False)
+                if s.receipt is not None
+                else Delivery("retry", s.message, error=s.error)
+                for s in sent
+            ]
+    return [_outcome(s, state) for s, state in zip(sent, states, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One request made for a claimed row, not yet recorded."""
+
+    message: OutboxMessage
+    attempt: Attempt
+    receipt: NotifyReceipt | None
+    error: AugurError | None
+
+
+async def _attempt(augur: AugurClient, message: OutboxMessage, *, by: str) -> _Sent:
+    """Send a claimed row once (under the Augur retry policy); what happened, to record."""
     started = time.monotonic()
     receipt: NotifyReceipt | None = None
     error: AugurError | None = None
@@ -102,11 +155,40 @@ async def _send(
         http_attempts=receipt.attempts if receipt else None,
         error=None if error is None else f"{type(error).__name__}: {error}",
     )
+    return _Sent(message, attempt, receipt, error)
+
+
+def _outcome(sent: _Sent, state: str) -> Delivery:
+    """The delivery of a recorded row, ``state`` being its new state."""
+    message = sent.message
+    if sent.receipt is not None:
+        return Delivery("delivered", message, sent.receipt)
+    assert sent.error is not None
+    if state == "dead":
+        logger.error("Notification %s is dead: %s", message.key, sent.attempt.error)
+        return Delivery("dead", message, error=sent.error)
+    waiting = AugurUnavailable(
+        f"{sent.error}; the notification waits in the outbox ({message.key}): the dispatcher "
+        "delivers it once Augur takes it"
+    )
+    return Delivery("retry", message, error=waiting)
+
+
+async def _send(
+    uow: UnitOfWork,
+    augur: AugurClient,
+    message: OutboxMessage,
+    *,
+    by: str,
+    give_up_after: timedelta,
+) -> Delivery:
+    """Send a claimed row (its lock held in ``uow``), record the outcome, commit."""
+    sent = await _attempt(augur, message, by=by)
     try:
-        state = await uow.outbox.record(message.id, attempt, give_up_after=give_up_after)
+        state = await uow.outbox.record(message.id, sent.attempt, give_up_after=give_up_after)
         await uow.commit()
     except DatabaseError as e:
-        if receipt is None:
+        if sent.receipt is None:
             raise
         logger.warning(
             "Augur took %s but the outbox could not record it (%s): it may be sent again, "
@@ -114,18 +196,8 @@ async def _send(
             message.key,
             e,
         )
-        return Delivery("delivered", message, receipt, recorded=False)
-    if receipt is not None:
-        return Delivery("delivered", message, receipt)
-    assert error is not None
-    if state == "dead":
-        logger.error("Notification %s is dead: %s", message.key, attempt.error)
-        return Delivery("dead", message, error=error)
-    waiting = AugurUnavailable(
-        f"{error}; the notification waits in the outbox ({message.key}): the dispatcher "
-        "delivers it once Augur takes it"
-    )
-    return Delivery("retry", message, error=waiting)
+        return Delivery("delivered", message, sent.receipt, recorded=False)
+    return _outcome(sent, state)
 
 
 @dataclass

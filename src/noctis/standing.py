@@ -32,7 +32,6 @@ what the study found. A deleted scene takes its lookup rows with it (foreign key
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from datetime import timedelta
 from noctis import outbox
 from noctis.augur import AugurClient, Notification, NotificationEvent
 from noctis.errors import StudyNeverRan
-from noctis.outbox import DISPATCH_LANES, OpenUnitOfWork
+from noctis.outbox import OpenUnitOfWork
 from noctis.repositories import OutboxMessage, StandingState
 from noctis.unit_of_work import UnitOfWork
 
@@ -189,18 +188,14 @@ async def deliver_batch(
     by: str,
     give_up_after: timedelta,
 ) -> int:
-    """Deliver a batch's notifications right after its COMMIT, :data:`DISPATCH_LANES` at a
-    time; returns how many Augur took (the rest wait in the outbox for the dispatcher)."""
-    lanes = asyncio.Semaphore(DISPATCH_LANES)
-
-    async def one(message: OutboxMessage) -> bool:
-        async with lanes:
-            done = await outbox.deliver(
-                open_uow, augur, message.id, by=by, give_up_after=give_up_after,
-            )  # fmt: skip
-        return done.outcome == "delivered"
-
-    return sum(await asyncio.gather(*(one(m) for m in messages)))
+    """Deliver a batch's notifications right after its COMMIT, together
+    (:func:`noctis.outbox.deliver_many`: one claim, concurrent requests on one HTTP client, one
+    transaction for the outcomes); returns how many Augur took (the rest wait in the outbox for
+    the dispatcher)."""
+    done = await outbox.deliver_many(
+        open_uow, augur, [m.id for m in messages], by=by, give_up_after=give_up_after
+    )
+    return sum(d.outcome == "delivered" for d in done)
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,42 @@ async def test_a_row_a_sender_holds_is_skipped_by_every_other(
     assert [r.header("Idempotency-Key") for r in augur_stub.requests] == [other.key]
 
 
+async def test_rows_sent_together_are_claimed_at_once_skip_held_ones_and_keep_their_keys(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    studies = await _studies(session, session_factory, n=4)
+    messages = [await _link(session_factory, s, run=f"run-{i}") for i, s in enumerate(studies)]
+    held, done_before, *rest = messages
+    opener = _opener(session_factory)
+    assert (
+        await outbox.deliver(opener, augur, done_before.id, by="flow", give_up_after=DAY)
+    ).outcome == "delivered"
+    augur_stub.reset()
+    ids = [m.id for m in messages]
+    async with UnitOfWork(session_factory) as holder:
+        assert (await holder.outbox.claim(held.id)) is not None  # a sender, mid-delivery
+        sent = await outbox.deliver_many(opener, augur, ids, by="pass", give_up_after=DAY)
+    # The held row and the delivered one are left out; the others go, each under its own key.
+    assert [(d.outcome, d.message and d.message.id) for d in sent] == [
+        ("delivered", m.id) for m in rest
+    ]
+    assert sorted(r.header("Idempotency-Key") or "" for r in augur_stub.requests) == sorted(
+        m.key for m in rest
+    )
+    rows = {r.id: r for r in await _rows(session)}
+    assert rows[held.id].state == "pending" and rows[held.id].attempts == 0
+    for m in rest:
+        assert rows[m.id].state == "delivered" and rows[m.id].attempts == 1
+        assert [e["by"] for e in rows[m.id].history] == ["pass"]
+    # Augur down: every row is tried once, recorded, and waits for the dispatcher.
+    augur_stub.fallback(503)
+    down = await outbox.deliver_many(opener, augur, ids, by="pass", give_up_after=DAY)
+    assert [(d.outcome, d.message and d.message.id) for d in down] == [("retry", held.id)]
+    row = {r.id: r for r in await _rows(session)}[held.id]
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert await outbox.deliver_many(opener, augur, [], by="pass", give_up_after=DAY) == []
+
+
 async def test_a_rejected_notification_is_dead_at_once_with_augurs_words_and_requeued(
     session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
 ) -> None:

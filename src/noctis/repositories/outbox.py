@@ -21,6 +21,8 @@ from sqlalchemy import (
     Integer,
     Text,
     and_,
+    any_,
+    bindparam,
     case,
     delete,
     exists,
@@ -30,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.augur import Notification, NotificationEvent
@@ -171,6 +173,20 @@ class OutboxRepository:
         async with translated(f"taking notification {message_id} from the outbox"):
             row = (await self._session.execute(stmt)).one_or_none()
         return None if row is None else _message(row)
+
+    async def claim_many(self, message_ids: Sequence[int]) -> list[OutboxMessage]:
+        """Lock, in one statement, the pending rows among ``message_ids`` for sending, in id
+        order; rows delivered, dead or held by another sender are left out."""
+        ids = bindparam("ids", list(message_ids), type_=ARRAY(BigInteger))
+        stmt = (
+            select(*_MESSAGE)
+            .where(Row.id == any_(ids), Row.state == "pending")
+            .order_by(Row.id)
+            .with_for_update(skip_locked=True)
+        )
+        async with translated(f"taking {len(message_ids)} notifications from the outbox"):
+            rows = (await self._session.execute(stmt)).all()
+        return [_message(row) for row in rows]
 
     async def claim_next(self, *, queued_before: datetime) -> OutboxMessage | None:
         """Lock the pending row waiting longest (queued before ``queued_before``), skipping rows
