@@ -384,7 +384,9 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
     tmp_path: Path,
 ) -> None:
     """Kill the worker mid-run (SIGKILL, with its flow-run process): the automation crashes
-    the run. A 10 s window stands in for the 90 s one so the test is quick."""
+    the run. A 10 s window stands in for the 90 s one so the test is quick. The run had
+    committed: its ``completed`` waits in the outbox, and the dispatcher, run by the crash
+    automation, delivers it under the same key (and announces no ``failed``)."""
     window = 10
     _register(prefect_server, zombie_after=timedelta(seconds=window))
     try:
@@ -417,6 +419,15 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             assert crashed["state"]["message"] == ZOMBIE_CRASH_MESSAGE.format(seconds=window)
             # The link step had committed before the worker died.
             assert _lookups(atlas_settings, finder, dream) == matching
+            # The dispatcher delivers the dead run's completed: the same key, nothing else.
+            stalled, delivered = _wait_for_notifications(augur_stub, 2, timeout=90)
+            print(f"the dead run's completed delivered {delivered.time - killed:.1f} s after "
+                  "its worker was killed")  # fmt: skip
+            key = _outbox_key(atlas_settings, run_id)
+            assert stalled.header("Idempotency-Key") == delivered.header("Idempotency-Key") == key
+            assert stalled.body == delivered.body and delivered.taken
+            time.sleep(2)
+            assert len(augur_stub.requests) == 2  # no failed for a run whose update committed
 
             # Augur (or an operator) reruns the study: it converges, nothing is doubled.
             augur_stub.reset()
@@ -429,7 +440,13 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             assert done["state"]["type"] == "COMPLETED", done["state"]
         [notification] = _wait_for_notifications(augur_stub, 1)
         _check_notification(
-            notification, run_id=rerun_id, finder=finder, dream=dream, matched=3, new=0
+            notification,
+            atlas_settings,
+            run_id=rerun_id,
+            finder=finder,
+            dream=dream,
+            matched=3,
+            new=0,
         )
         assert _lookups(atlas_settings, finder, dream) == matching
     finally:
