@@ -20,6 +20,8 @@ idempotently (a second call updates, never duplicates):
   slots), which the flow's link step occupies, so N workers cannot open N * limit Atlas writes;
 * the outbox dispatcher, ``noctis-outbox-dispatcher/default``, on the same pool, scheduled every
   ``noctis_outbox_dispatch_seconds`` (:mod:`noctis.flows.outbox_dispatcher`);
+* the stuck-run automation (:data:`STUCK_AUTOMATION_NAME`): a run left Pending by a worker
+  that died before its flow-run process started is marked ``Crashed`` after ``zombie_after``;
 * the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
   deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
   to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses.
@@ -61,6 +63,14 @@ ZOMBIE_CRASH_MESSAGE = (
     "(the worker or its flow-run process died). Rerunning the study is safe: it records "
     "nothing twice."
 )
+
+STUCK_AUTOMATION_NAME = "noctis: crash imagery-finder-study runs that never start"
+STUCK_CRASH_MESSAGE = (
+    "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without starting "
+    "(its worker died before the flow-run process began). Rerunning the study is safe."
+)
+PENDING_EVENT = "prefect.flow-run.Pending"
+RUNNING_EVENT = "prefect.flow-run.Running"
 
 CRASH_AUTOMATION_NAME = "noctis: announce crashed or cancelled imagery-finder-study runs"
 CRASH_EVENTS = frozenset({"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"})
@@ -118,6 +128,48 @@ def zombie_automation(
             ChangeFlowRunState(
                 state=StateType.CRASHED,
                 message=ZOMBIE_CRASH_MESSAGE.format(seconds=seconds),
+            )
+        ],
+    )
+
+
+def stuck_automation(
+    deployment_id: UUID, *, stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER
+) -> AutomationCore:
+    """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without Running.
+
+    A worker sets a run Pending when it takes it, then starts its flow-run process, which sets
+    it Running and heartbeats. A worker killed in between leaves the run Pending with no
+    heartbeat, which the zombie automation never sees: this one crashes it, so the crash
+    automation announces it.
+    """
+    seconds = int(stuck_after.total_seconds())
+    return AutomationCore(
+        name=STUCK_AUTOMATION_NAME,
+        description=(
+            f"Marks a run of {FULL_NAME} Crashed when it stays Pending for {seconds} s without "
+            "starting. Managed by `noctis deploy`."
+        ),
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after={PENDING_EVENT},
+            expect={RUNNING_EVENT, *TERMINAL_EVENTS},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=stuck_after,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=STUCK_CRASH_MESSAGE.format(seconds=seconds)
             )
         ],
     )
@@ -233,6 +285,7 @@ async def register(
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
     async with get_client() as client:
         await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
+        await ensure_automation(client, stuck_automation(deployment_id, stuck_after=zombie_after))
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id
