@@ -37,7 +37,11 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+    StateType,
+)
 from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
@@ -281,6 +285,11 @@ async def register(
         tags=["noctis"],
         interval=dispatch_every,
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # One pass at a time: a pass due while another runs is cancelled, not queued, so a
+        # slow or busy worker never builds a backlog of passes that crowds out the studies.
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
     )
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
     async with get_client() as client:
