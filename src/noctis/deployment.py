@@ -24,7 +24,8 @@ idempotently (a second call updates, never duplicates):
   that died before its flow-run process started is marked ``Crashed`` after ``zombie_after``;
 * the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
   deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
-  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses.
+  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses
+  (and any pass the deployment's limit of one pass at a time cancelled).
 """
 
 from __future__ import annotations
