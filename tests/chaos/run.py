@@ -201,12 +201,15 @@ def chaos_run(config: Config, admin_url: URL, workdir: Path, say: Callable[[str]
 def outage(
     stack: Stack, config: Config, rng: random.Random, outcome: Outcome, say: Callable[[str], None]
 ) -> list[Study]:
-    """Augur refuses connections for ``outage_seconds`` while studies commit; then it is back."""
+    """Augur refuses connections for ``outage_seconds`` (and until the studies have ended)
+    while studies commit; then it is back."""
     mark = time.monotonic()
     stack.augur.stop()
     studies = trigger(stack, seed(stack, config.outage_studies, rng, first=False))
     say(f"Augur down; {len(studies)} more studies triggered")
-    wait(lambda: ended(stack, studies), config.outage_seconds, every=5)
+    # Down for outage_seconds at least, and until the studies have ended: each committed, or
+    # died, while Augur was away (a flow-run process may take a minute to start under load).
+    wait(lambda: ended(stack, studies), config.chaos_timeout, every=5)
     time.sleep(max(0.0, config.outage_seconds - (time.monotonic() - mark)))
     outcome.outage_pending = pending(stack)
     back = time.time()
