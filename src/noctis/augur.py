@@ -2,9 +2,10 @@
 
 ``POST {NOCTIS_AUGUR_API_URL}{NOCTIS_AUGUR_NOTIFY_PATH}`` (``{dream_pk}`` filled in) with a
 :class:`Notification` as JSON. ``error`` is omitted on success and required on failure.
-Headers: ``Idempotency-Key`` (the same for every retry of one run and event, see
-:func:`idempotency_key`, so Augur can drop duplicates), ``Authorization: Bearer <token>`` when
-a token is set, ``User-Agent: noctis/<version>``, ``Content-Type: application/json``.
+Headers: ``Idempotency-Key`` (one per logical notification, the same on every attempt by every
+sender: :func:`completed_key`, :func:`failed_key`, so Augur can drop duplicates),
+``Authorization: Bearer <token>`` when a token is set, ``User-Agent: noctis/<version>``,
+``Content-Type: application/json``.
 
 ======================================  ==================================================
 Augur's answer                          What :meth:`AugurClient.notify` does
@@ -95,9 +96,20 @@ class Notification(BaseModel):
         return self.model_dump(mode="json", exclude={"error"} if self.error is None else set())
 
 
-def idempotency_key(flow_run_id: str | UUID, event: NotificationEvent) -> str:
-    """``noctis:<flow run id>:completed|failed``: a retried or re-sent run keeps its key."""
-    return f"noctis:{flow_run_id}:{NotificationEvent(event).name.lower()}"
+def completed_key(imagery_finder_pk: int, dream_pk: int, update_id: int) -> str:
+    """``noctis:imagery-finder-<pk>:dream-<pk>:update-<n>:completed``: the key of one committed
+    study update, ``n`` being its outbox row (never reused). Every attempt, by the flow or a
+    dispatcher, and a link retried after a lost COMMIT, carry the same key; a rerun of the study
+    is a new update, with a new key. The outbox computes it in SQL (``OUTBOX_KEY_SQL``)."""
+    study = f"noctis:imagery-finder-{imagery_finder_pk}:dream-{dream_pk}"
+    return f"{study}:update-{update_id}:completed"
+
+
+def failed_key(imagery_finder_pk: int, dream_pk: int, flow_run_id: str | UUID) -> str:
+    """``noctis:imagery-finder-<pk>:dream-<pk>:run-<flow run id>:failed``: a failure is one
+    flow run's, whoever announces it (the run itself, or the dispatcher after a crash)."""
+    study = f"noctis:imagery-finder-{imagery_finder_pk}:dream-{dream_pk}"
+    return f"{study}:run-{flow_run_id}:failed"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,5 @@
 """``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
-study; the demo.
+study; deliver and inspect the notification outbox; the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +21,12 @@ from rich.markup import escape
 
 from noctis import __version__
 from noctis.errors import NoctisError
+
+if TYPE_CHECKING:
+    from noctis.outbox import OpenUnitOfWork
+    from noctis.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="noctis",
@@ -30,6 +36,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The Atlas database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+outbox_app = typer.Typer(help="The notifications for Augur (the outbox).", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 console = Console()
 err = Console(stderr=True)
@@ -160,6 +168,73 @@ def export(
         f"{dream_pk} to {result.path} ({result.fmt})",
         highlight=False,
     )
+
+
+async def _with_uow(settings: Settings, work: Callable[[OpenUnitOfWork], Awaitable[T]]) -> T:
+    """``work`` given the units of work of a runtime on ``settings`` (closed afterwards)."""
+    from noctis.runtime import open_runtime
+
+    async with open_runtime(settings) as runtime:
+        return await work(runtime.unit_of_work)
+
+
+@outbox_app.command("deliver")
+def outbox_deliver() -> None:
+    """One dispatcher pass: announce dead runs (with PREFECT_API_URL), deliver, prune."""
+    from noctis.flows.outbox_dispatcher import dispatch_once, prefect_api_configured
+    from noctis.settings import get_settings
+
+    with _one_line("Could not deliver the outbox"):
+        watch = prefect_api_configured()
+        report = asyncio.run(dispatch_once(get_settings(), watch_runs=watch))
+    console.print(
+        f"{report.delivered} delivered, {report.dead + report.given_up} dead, "
+        f"{report.announced} failed run(s) announced"
+        + ("" if watch else " (PREFECT_API_URL unset: runs not watched)")
+        + f", {report.pruned} pruned",
+        highlight=False,
+    )
+    if report.stopped:
+        err.print(f"[yellow]Stopped:[/yellow] {escape(report.stopped)}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@outbox_app.command("status")
+def outbox_status(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Failing and dead rows listed.")] = 20,
+) -> None:
+    """What is pending, failing (tried in vain, retried) and dead (given up, with the reason)."""
+    from noctis import outbox
+    from noctis.console import outbox_json, outbox_tables
+    from noctis.settings import get_settings
+
+    with _one_line("Could not read the outbox"):
+        status = asyncio.run(_with_uow(get_settings(), lambda f: outbox.status(f, limit=limit)))
+    if json_output:
+        sys.stdout.write(outbox_json(status) + "\n")
+        return
+    for table in outbox_tables(status):
+        console.print(table)
+
+
+@outbox_app.command("requeue")
+def outbox_requeue(
+    ids: Annotated[list[int] | None, typer.Option("--id", help="A dead row's id.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every dead row.")] = False,
+) -> None:
+    """Give dead notifications a new retry budget (after fixing what Augur refused)."""
+    from noctis import outbox
+    from noctis.settings import get_settings
+
+    if not ids and not every:
+        err.print("Say which rows: --id N (repeatable) or --all")
+        raise typer.Exit(2)
+    with _one_line("Could not requeue"):
+        count = asyncio.run(
+            _with_uow(get_settings(), lambda f: outbox.requeue(f, None if every else ids))
+        )
+    console.print(f"{count} notification(s) back in the queue")
 
 
 @app.command()

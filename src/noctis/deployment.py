@@ -17,7 +17,15 @@ idempotently (a second call updates, never duplicates):
   worker died therefore never stays ``Running`` forever. ``zombie_after`` must stay well above
   the heartbeat interval, or live runs get crashed: 3 heartbeats is the documented margin.
 * the global concurrency limit :data:`ATLAS_WRITES_LIMIT` (``noctis_link_concurrency_limit``
-  slots), which the flow's link step occupies, so N workers cannot open N * limit Atlas writes.
+  slots), which the flow's link step occupies, so N workers cannot open N * limit Atlas writes;
+* the outbox dispatcher, ``noctis-outbox-dispatcher/default``, on the same pool, scheduled every
+  ``noctis_outbox_dispatch_seconds`` (:mod:`noctis.flows.outbox_dispatcher`);
+* the stuck-run automation (:data:`STUCK_AUTOMATION_NAME`): a run left Pending by a worker
+  that died before its flow-run process started is marked ``Crashed`` after ``zombie_after``;
+* the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
+  deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
+  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses
+  (and any pass the deployment's limit of one pass at a time cancelled).
 """
 
 from __future__ import annotations
@@ -30,8 +38,12 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.objects import StateType
-from prefect.events.actions import ChangeFlowRunState
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+    StateType,
+)
+from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -39,11 +51,14 @@ from prefect.types.entrypoint import EntrypointType
 
 from noctis import __version__
 from noctis.flows.imagery_finder_study import ATLAS_WRITES_LIMIT, imagery_finder_study
+from noctis.flows.outbox_dispatcher import outbox_dispatcher
 
 logger = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "default"
 FULL_NAME = f"{imagery_finder_study.name}/{DEPLOYMENT_NAME}"
+
+DISPATCHER_FULL_NAME = f"{outbox_dispatcher.name}/{DEPLOYMENT_NAME}"
 
 HEARTBEAT_SECONDS = 30  # Prefect's minimum; set on the deployment's runs (job variables)
 DEFAULT_ZOMBIE_AFTER = timedelta(seconds=90)  # 3 missed heartbeats
@@ -53,6 +68,17 @@ ZOMBIE_CRASH_MESSAGE = (
     "(the worker or its flow-run process died). Rerunning the study is safe: it records "
     "nothing twice."
 )
+
+STUCK_AUTOMATION_NAME = "noctis: crash imagery-finder-study runs that never start"
+STUCK_CRASH_MESSAGE = (
+    "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without starting "
+    "(its worker died before the flow-run process began). Rerunning the study is safe."
+)
+PENDING_EVENT = "prefect.flow-run.Pending"
+RUNNING_EVENT = "prefect.flow-run.Running"
+
+CRASH_AUTOMATION_NAME = "noctis: announce crashed or cancelled imagery-finder-study runs"
+CRASH_EVENTS = frozenset({"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"})
 
 # What a flow run of this deployment ends its life with (state events the server emits).
 TERMINAL_EVENTS = frozenset(
@@ -112,6 +138,75 @@ def zombie_automation(
     )
 
 
+def stuck_automation(
+    deployment_id: UUID, *, stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER
+) -> AutomationCore:
+    """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without Running.
+
+    A worker sets a run Pending when it takes it, then starts its flow-run process, which sets
+    it Running and heartbeats. A worker killed in between leaves the run Pending with no
+    heartbeat, which the zombie automation never sees: this one crashes it, so the crash
+    automation announces it.
+    """
+    seconds = int(stuck_after.total_seconds())
+    return AutomationCore(
+        name=STUCK_AUTOMATION_NAME,
+        description=(
+            f"Marks a run of {FULL_NAME} Crashed when it stays Pending for {seconds} s without "
+            "starting. Managed by `noctis deploy`."
+        ),
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after={PENDING_EVENT},
+            expect={RUNNING_EVENT, *TERMINAL_EVENTS},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=stuck_after,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=STUCK_CRASH_MESSAGE.format(seconds=seconds)
+            )
+        ],
+    )
+
+
+def crash_automation(deployment_id: UUID, dispatcher_id: UUID) -> AutomationCore:
+    """Runs the dispatcher as soon as a run of ``deployment_id`` ends Crashed or Cancelled."""
+    return AutomationCore(
+        name=CRASH_AUTOMATION_NAME,
+        description=(
+            f"Runs {DISPATCHER_FULL_NAME} when a run of {FULL_NAME} ends Crashed or Cancelled, "
+            "so Augur hears of it as failed within seconds. Managed by `noctis deploy`."
+        ),
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Reactive,
+            expect=set(CRASH_EVENTS),
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                }
+            ),
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[RunDeployment(source="selected", deployment_id=dispatcher_id, parameters={})],
+    )
+
+
 def _comparable(automation: AutomationCore) -> dict[str, Any]:
     """What must match for an existing automation to be left alone (ids excluded)."""
     data = automation.model_dump(
@@ -154,19 +249,24 @@ async def register(
     work_pool: str,
     zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
     link_concurrency_limit: int | None = None,
+    dispatch_every: timedelta | None = None,
 ) -> UUID:
     """Create or update the deployment on ``work_pool`` (created as a process pool if missing).
 
     Also creates or updates the zombie-run automation (``zombie_after``, at least 10 s; keep
-    it at 3 heartbeats or more) and the :data:`ATLAS_WRITES_LIMIT` global concurrency limit
-    (``link_concurrency_limit``, default ``noctis_link_concurrency_limit`` from the settings).
+    it at 3 heartbeats or more), the :data:`ATLAS_WRITES_LIMIT` global concurrency limit
+    (``link_concurrency_limit``, default ``noctis_link_concurrency_limit`` from the settings),
+    the dispatcher's deployment (every ``dispatch_every``, default
+    ``noctis_outbox_dispatch_seconds``) and the crash-notice automation.
     """
     if zombie_after < timedelta(seconds=10):
         raise ValueError("zombie_after must be at least 10 s (Prefect's proactive minimum)")
-    if link_concurrency_limit is None:
-        from noctis.settings import get_settings
+    from noctis.settings import get_settings
 
+    if link_concurrency_limit is None:
         link_concurrency_limit = get_settings().noctis_link_concurrency_limit
+    if dispatch_every is None:
+        dispatch_every = timedelta(seconds=get_settings().noctis_outbox_dispatch_seconds)
     await ensure_work_pool(work_pool)
     deployment = await imagery_finder_study.ato_deployment(
         name=DEPLOYMENT_NAME,
@@ -179,7 +279,23 @@ async def register(
         job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     deployment_id: UUID = await deployment.aapply(work_pool_name=work_pool)
+    dispatcher = await outbox_dispatcher.ato_deployment(
+        name=DEPLOYMENT_NAME,
+        version=__version__,
+        description="Deliver Augur's pending notifications; announce the runs that died.",
+        tags=["noctis"],
+        interval=dispatch_every,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        # One pass at a time: a pass due while another runs is cancelled, not queued, so a
+        # slow or busy worker never builds a backlog of passes that crowds out the studies.
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+    )
+    dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
     async with get_client() as client:
         await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
+        await ensure_automation(client, stuck_automation(deployment_id, stuck_after=zombie_after))
+        await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id

@@ -3,7 +3,8 @@
 Table and column names are a contract shared with Augur's database and other
 tooling: add to them, never rename. Geometries are EPSG:4326 (lon/lat);
 footprints that cross the antimeridian are stored split into a MultiPolygon
-(RFC 7946, section 3.1.9).
+(RFC 7946, section 3.1.9). ``notification_outbox`` is Noctis' own: what Augur is to be told,
+written in the transaction of the study it reports on (:mod:`noctis.outbox`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from sqlalchemy import (
     REAL,
     BigInteger,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Double,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     Text,
     UniqueConstraint,
@@ -151,3 +154,75 @@ class ArchiveLookupItem(Base):
     )
     coverage: Mapped[float | None] = mapped_column(Double)
     created_at: Mapped[datetime] = _created_at()
+
+
+OUTBOX_STATES = ("pending", "delivered", "dead")
+OUTBOX_EVENTS = ("imagery-finder-study.completed", "imagery-finder-study.failed")
+OUTBOX_KEY_SQL = (
+    "'noctis:imagery-finder-' || imagery_finder_id::text || '\\:dream-' || dream_id::text || "
+    "CASE WHEN event = 'imagery-finder-study.completed' "
+    "THEN '\\:update-' || id::text || '\\:completed' "
+    "ELSE '\\:run-' || flow_run_id || '\\:failed' END"
+)
+"""The Idempotency-Key of a notification, computed by PostgreSQL once, when the row is written
+(:func:`noctis.augur.completed_key` and :func:`noctis.augur.failed_key` say the same). ``\\:``
+keeps SQLAlchemy from reading ``:dream`` as a bind parameter."""
+
+
+class NotificationOutbox(Base):
+    """A notification for Augur, written in the transaction of what it reports; delivered later.
+
+    One row per logical notification: the ``completed`` of one committed study update, or the
+    ``failed`` of one flow run. No foreign keys: a notification outlives the rows it names.
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("flow_run_id", "event", name="uq_notification_outbox_run_event"),
+        CheckConstraint(f"state IN {OUTBOX_STATES!r}", name="state_known"),
+        CheckConstraint(f"event IN {OUTBOX_EVENTS!r}", name="event_known"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint(
+            "(state = 'delivered') = (delivered_at IS NOT NULL)", name="delivered_when_delivered"
+        ),
+        # The dispatcher's queue: pending rows, longest waiting first.
+        Index(
+            "ix_notification_outbox_queue",
+            "queued_at",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        # Retention: delivered rows by age.
+        Index(
+            "ix_notification_outbox_delivered_at",
+            "delivered_at",
+            postgresql_where=text("state = 'delivered'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(
+        Text, Computed(OUTBOX_KEY_SQL, persisted=True), nullable=False, unique=True
+    )
+    event: Mapped[str] = mapped_column(Text, nullable=False)
+    imagery_finder_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    dream_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    flow_run_id: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    """The :class:`~noctis.augur.Notification` as JSON: the body Augur receives."""
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    """Deliveries tried (each one request and its retries under the Augur retry policy)."""
+    history: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    """The latest deliveries: when, by whom, the outcome, HTTP status, attempts, error."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    queued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    """When the row last joined the queue (written, tried in vain, requeued)."""
+    requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Set by ``noctis outbox requeue``: the retry budget counts from here, not created_at."""
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

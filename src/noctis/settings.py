@@ -24,7 +24,9 @@ never its value:
   (:mod:`noctis.db` builds the TLS context), as do ``ATLAS_DB_SSLMODE`` and friends;
 - ``NOCTIS_AUGUR_API_URL`` must be an http(s) URL without credentials, and
   ``NOCTIS_AUGUR_NOTIFY_PATH`` may only use the ``{dream_pk}`` and ``{imagery_finder_pk}``
-  placeholders.
+  placeholders;
+- the outbox's periods are finite and positive (``NOCTIS_OUTBOX_DISPATCH_SECONDS`` within a
+  day, ``NOCTIS_OUTBOX_GIVE_UP_HOURS`` and ``NOCTIS_RETENTION_HOURS`` within 100,000 hours).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from string import Formatter
 from urllib.parse import urlsplit
@@ -114,6 +117,20 @@ class Settings(BaseSettings):
     noctis_link_concurrency_limit: int = Field(
         default=8, ge=1, description="Global limit on concurrent link steps (Atlas connections)."
     )
+
+    # The notification outbox (noctis.outbox): the dispatcher, the retry budget, retention.
+    noctis_outbox_dispatch_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="The dispatcher deployment's schedule."
+    )
+    noctis_outbox_give_up_hours: float = Field(
+        default=24.0, gt=0, le=100_000, allow_inf_nan=False,
+        description="A notification Augur has not taken this long after it was written is dead.",
+    )  # fmt: skip
+    noctis_retention_hours: float = Field(
+        default=168.0, gt=0, le=100_000, allow_inf_nan=False,
+        description="Delivered outbox rows, and Prefect's local results of failed runs on a "
+        "worker, are deleted once this old.",
+    )  # fmt: skip
 
     @field_validator(
         "atlas_db_url",
@@ -240,6 +257,14 @@ class Settings(BaseSettings):
     @property
     def augur_enabled(self) -> bool:
         return bool(self.noctis_augur_api_url)
+
+    @property
+    def outbox_give_up_after(self) -> timedelta:
+        return timedelta(hours=self.noctis_outbox_give_up_hours)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(hours=self.noctis_retention_hours)
 
     def secrets(self) -> list[str]:
         """Every secret value, for :func:`noctis.redaction.redact`."""

@@ -4,17 +4,20 @@
    (:func:`noctis.finders.check_finder`) before anything is written; every problem is a
    :class:`~noctis.errors.NotFound` or an :class:`~noctis.errors.InvalidFinder` naming the
    object and the reason.
-2. :func:`link_study` records every match for the dream in one set-based statement and
-   commits.
-3. :func:`summarise_study` computes the union coverage and the top items.
+2. :func:`link_study` records every match for the dream in one set-based statement, measures
+   the study's union coverage and, when Augur is to hear of it, writes the ``completed``
+   notification into the outbox, all in one transaction, then commits: the notification
+   exists exactly when the rows do, with the counts of that committed write.
+3. :func:`summarise_study` lists the top items and counts the suspect footprints (views).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from noctis.augur import Notification, NotificationEvent
 from noctis.finders import DEFAULT_LIMITS, AoiLimits, Window, check_finder
-from noctis.repositories import LinkResult, MatchCriteria, StudyItem
+from noctis.repositories import MatchCriteria, OutboxMessage, StudyItem
 from noctis.unit_of_work import UnitOfWork
 
 
@@ -32,8 +35,22 @@ class CheckedStudy:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkedStudy:
+    """What the committed link step wrote: the counts and coverage Augur hears."""
+
+    new: int
+    total: int
+    """Lookup rows the study has now (new and earlier)."""
+    coverage: float | None
+    """Share of the AOI covered by at least one matched item; None for a point AOI."""
+    message: OutboxMessage | None = None
+    """The ``completed`` notification committed with the rows (None when not announced)."""
+    replayed: bool = False
+    """The COMMIT's answer was lost but it had landed: these are the counts of that write."""
+
+
+@dataclass(frozen=True, slots=True)
 class StudySummary:
-    union_coverage: float | None
     top_items: list[StudyItem] = field(default_factory=list)
     suspect_count: int = 0
     """Lookup rows whose footprint has a non-finite coordinate: matched, no coverage."""
@@ -61,17 +78,63 @@ async def check_study(
     )
 
 
-async def link_study(uow: UnitOfWork, study: CheckedStudy) -> LinkResult:
-    """Record the study's matches (one statement) and commit."""
-    result = await uow.lookups.link(criteria=study.criteria, dream_id=study.dream_id)
+async def link_study(
+    uow: UnitOfWork, study: CheckedStudy, *, announce_as: str | None = None
+) -> LinkedStudy:
+    """Record the study's matches (one statement), measure its coverage and commit.
+
+    With ``announce_as`` (the flow run's id), the ``completed`` notification is written into
+    the outbox in the same transaction, as its last statement before COMMIT. A retry of the
+    same run first looks for that notification, under the study's lock: if the earlier
+    COMMIT landed although its answer was lost, its counts are returned (``replayed``) and
+    nothing is written twice, so Augur hears the counts of the committed write.
+    """
+    criteria, dream_id = study.criteria, study.dream_id
+    await uow.lookups.lock(finder_id=study.finder_id, dream_id=dream_id)
+    if announce_as is not None:
+        earlier = await uow.outbox.committed_update(announce_as)
+        if earlier is not None:
+            told = earlier.notification
+            return LinkedStudy(
+                new=told.new_count,
+                total=told.matched_count,
+                coverage=told.coverage,
+                message=earlier,
+                replayed=True,
+            )
+    linked = await uow.lookups.link(criteria=criteria, dream_id=dream_id, locked=True)
+    coverage = await uow.lookups.union_coverage(criteria=criteria, dream_id=dream_id)
+    message = None
+    if announce_as is not None:
+        message = await uow.outbox.add(
+            completed_notification(study, new=linked.new, total=linked.total, coverage=coverage,
+                                   flow_run_id=announce_as)
+        )  # fmt: skip
     await uow.commit()
-    return result
+    return LinkedStudy(new=linked.new, total=linked.total, coverage=coverage, message=message)
+
+
+def completed_notification(
+    study: CheckedStudy, *, new: int, total: int, coverage: float | None, flow_run_id: str
+) -> Notification:
+    """The ``completed`` notification of a study update: what the outbox stores and Augur
+    receives. Anything Augur should hear about the update belongs here, computed inside the
+    link transaction."""
+    return Notification(
+        event=NotificationEvent.COMPLETED,
+        dream_pk=study.dream_id,
+        imagery_finder_pk=study.finder_id,
+        flow_run_id=flow_run_id,
+        matched_count=total,
+        new_count=new,
+        coverage=coverage,
+    )
 
 
 async def summarise_study(uow: UnitOfWork, study: CheckedStudy, *, top: int = 10) -> StudySummary:
-    coverage = await uow.lookups.union_coverage(criteria=study.criteria, dream_id=study.dream_id)
+    """The study's top items and suspect count, for the artifact and the log (views only)."""
     items = await uow.lookups.top_items(
         finder_id=study.finder_id, dream_id=study.dream_id, limit=top
     )
     suspects = await uow.lookups.suspect_count(finder_id=study.finder_id, dream_id=study.dream_id)
-    return StudySummary(union_coverage=coverage, top_items=items, suspect_count=suspects)
+    return StudySummary(top_items=items, suspect_count=suspects)

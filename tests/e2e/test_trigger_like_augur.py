@@ -23,7 +23,6 @@ import psycopg
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from noctis.augur import NotificationEvent, idempotency_key
 from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
@@ -81,6 +80,18 @@ def _seed(settings: Settings) -> tuple[int, int, list[int]]:
     assert dream is not None and finder is not None
     matching = sorted(int(pk) for pk, external_id in rows if external_id.startswith("in-"))
     return int(finder[0]), int(dream[0]), matching
+
+
+def _outbox_key(settings: Settings, run_id: str) -> str:
+    """The Idempotency-Key the outbox gave the run's ``completed``."""
+    with psycopg.connect(_dsn(settings)) as conn:
+        row = conn.execute(
+            "SELECT idempotency_key FROM notification_outbox WHERE flow_run_id = %s "
+            "AND event = 'imagery-finder-study.completed'",
+            (run_id,),
+        ).fetchone()
+    assert row is not None, f"no completed of run {run_id} in the outbox"
+    return str(row[0])
 
 
 def _lookups(settings: Settings, finder: int, dream: int) -> list[int]:
@@ -175,6 +186,7 @@ def _wait_for_heartbeat(api: httpx.Client, run_id: str, timeout: float = 20) -> 
 
 def _check_notification(
     request: RecordedRequest,
+    atlas: Settings,
     *,
     run_id: str,
     finder: int,
@@ -184,7 +196,7 @@ def _check_notification(
 ) -> None:
     assert request.method == "POST"
     assert request.path == DEFAULT_NOTIFY_PATH.format(dream_pk=dream)
-    assert request.header("Idempotency-Key") == idempotency_key(run_id, NotificationEvent.COMPLETED)
+    assert request.header("Idempotency-Key") == _outbox_key(atlas, run_id)
     assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     body = dict(request.json)
     coverage = body.pop("coverage")
@@ -251,7 +263,13 @@ def test_augur_triggers_runs_over_rest_and_cli(
         assert run["parameters"] == parameters
         assert run["name"] == f"finder-{finder}-dream-{dream}"
         _check_notification(
-            notification, run_id=run_id, finder=finder, dream=dream, matched=3, new=3
+            notification,
+            atlas_settings,
+            run_id=run_id,
+            finder=finder,
+            dream=dream,
+            matched=3,
+            new=3,
         )
         assert _lookups(atlas_settings, finder, dream) == matching
         assert latency < LATENCY_BOUND
@@ -296,7 +314,9 @@ def test_augur_triggers_runs_over_rest_and_cli(
         assert _run_count(api, deployment_id) == 2
 
     _, rerun = _wait_for_notifications(augur_stub, 2)
-    _check_notification(rerun, run_id=cli_run_id, finder=finder, dream=dream, matched=3, new=0)
+    _check_notification(
+        rerun, atlas_settings, run_id=cli_run_id, finder=finder, dream=dream, matched=3, new=0
+    )
     assert _lookups(atlas_settings, finder, dream) == matching  # nothing recorded twice
 
 
@@ -364,7 +384,9 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
     tmp_path: Path,
 ) -> None:
     """Kill the worker mid-run (SIGKILL, with its flow-run process): the automation crashes
-    the run. A 10 s window stands in for the 90 s one so the test is quick."""
+    the run. A 10 s window stands in for the 90 s one so the test is quick. The run had
+    committed: its ``completed`` waits in the outbox, and the dispatcher, run by the crash
+    automation, delivers it under the same key (and announces no ``failed``)."""
     window = 10
     _register(prefect_server, zombie_after=timedelta(seconds=window))
     try:
@@ -397,6 +419,15 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             assert crashed["state"]["message"] == ZOMBIE_CRASH_MESSAGE.format(seconds=window)
             # The link step had committed before the worker died.
             assert _lookups(atlas_settings, finder, dream) == matching
+            # The dispatcher delivers the dead run's completed: the same key, nothing else.
+            stalled, delivered = _wait_for_notifications(augur_stub, 2, timeout=90)
+            print(f"the dead run's completed delivered {delivered.time - killed:.1f} s after "
+                  "its worker was killed")  # fmt: skip
+            key = _outbox_key(atlas_settings, run_id)
+            assert stalled.header("Idempotency-Key") == delivered.header("Idempotency-Key") == key
+            assert stalled.body == delivered.body and delivered.taken
+            time.sleep(2)
+            assert len(augur_stub.requests) == 2  # no failed for a run whose update committed
 
             # Augur (or an operator) reruns the study: it converges, nothing is doubled.
             augur_stub.reset()
@@ -409,7 +440,13 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             assert done["state"]["type"] == "COMPLETED", done["state"]
         [notification] = _wait_for_notifications(augur_stub, 1)
         _check_notification(
-            notification, run_id=rerun_id, finder=finder, dream=dream, matched=3, new=0
+            notification,
+            atlas_settings,
+            run_id=rerun_id,
+            finder=finder,
+            dream=dream,
+            matched=3,
+            new=0,
         )
         assert _lookups(atlas_settings, finder, dream) == matching
     finally:

@@ -7,10 +7,12 @@ import uuid
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from prefect.client.orchestration import get_client
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
+from noctis import migrate
 from noctis.cli import app
 from noctis.db import libpq_dsn
 from noctis.deployment import FULL_NAME, register
@@ -96,7 +98,8 @@ def test_db_upgrade_migrates_the_configured_database(
         assert outcome.exit_code == 0, outcome.output
         with psycopg.connect(libpq_dsn(postgis_url.set(database=name))) as conn:
             version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert version == ("0001",)
+        script = ScriptDirectory.from_config(migrate.alembic_config(get_settings()))
+        assert version == (script.get_current_head(),)
     finally:
         get_settings.cache_clear()
         with _admin(postgis_url) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from uuid import UUID
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from noctis import __version__
 from noctis.devtools.reference import reference_match_sql
 from noctis.flows.imagery_finder_study import imagery_finder_study
-from noctis.models import ArchiveLookupItem, Dream
+from noctis.models import ArchiveLookupItem, Dream, NotificationOutbox
 from noctis.settings import Settings
 from tests.support.augur_stub import AugurStub
 from tests.support.factories import add_dream, add_finder, add_item, box
@@ -91,7 +92,9 @@ async def test_study_records_the_reference_matches_and_notifies_augur(
         "new_count": 7,
         "coverage": result.coverage,
     }
-    assert request.header("Idempotency-Key") == f"noctis:{result.flow_run_id}:completed"
+    [key] = await session.scalars(select(NotificationOutbox.idempotency_key))
+    assert re.fullmatch(rf"noctis:imagery-finder-{finder}:dream-{dream}:update-\d+:completed", key)
+    assert request.header("Idempotency-Key") == key
     assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     assert request.header("User-Agent") == f"noctis/{__version__}"
 
@@ -124,10 +127,17 @@ async def test_rerun_adds_nothing_and_notifies_again(
     assert (second.matched_count, second.new_count) == (7, 0)
     assert len(await _linked(session, finder, dream)) == 7
     keys = [r.header("Idempotency-Key") for r in augur_stub.requests]
-    assert keys == [
-        f"noctis:{first.flow_run_id}:completed",
-        f"noctis:{second.flow_run_id}:completed",
+    written = await session.execute(
+        select(NotificationOutbox.flow_run_id, NotificationOutbox.idempotency_key).order_by(
+            NotificationOutbox.id
+        )
+    )
+    # Two runs, two updates of the study: two keys, each that of its run's outbox row.
+    assert [tuple(row) for row in written] == [
+        (first.flow_run_id, keys[0]),
+        (second.flow_run_id, keys[1]),
     ]
+    assert keys[0] != keys[1]
     assert augur_stub.requests[1].json["new_count"] == 0
 
 
@@ -146,6 +156,7 @@ async def test_no_augur_url_skips_the_notification_with_a_warning(
     result = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream)
     assert result.matched_count == 7 and not result.notified
     assert augur_stub.requests == []
+    assert list(await session.scalars(select(NotificationOutbox.id))) == []  # nothing to deliver
     warnings = [r for r in caplog.records if "NOCTIS_AUGUR_API_URL is empty" in r.getMessage()]
     assert len(warnings) == 1
     _ = Dream  # the dream row stays untouched

@@ -50,6 +50,7 @@ from tests.support.studies import (
     add_finder,
     admin_dsn,
     linked_ids,
+    outbox_rows,
     reference_ids,
     run_study,
     seed_grid,
@@ -67,6 +68,9 @@ GRANT CONNECT ON DATABASE {database} TO {role};
 GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON dream, imagery_finder, archive_item TO {role};
 GRANT SELECT, INSERT ON archive_lookup_item TO {role};
+GRANT SELECT, INSERT, DELETE ON notification_outbox TO {role};
+GRANT UPDATE (state, attempts, history, last_error, queued_at, requeued_at, delivered_at)
+    ON notification_outbox TO {role};
 """
 
 
@@ -122,6 +126,8 @@ async def test_the_flow_runs_under_the_least_privilege_role(
     assert state.is_completed(), state.message
     assert await linked_ids(admin, finder, dream) == expected
     assert (await state.aresult()).coverage is not None
+    [row] = await outbox_rows(admin)  # written, taken FOR UPDATE, delivered under the role
+    assert row["state"] == "delivered" and len(augur_stub.accepted()) == 1
     # No sequence grant: an identity column's sequence needs none for INSERT. No grant for
     # pg_advisory_xact_lock or set_config('plan_cache_mode') either.
     role = psycopg.conninfo.conninfo_to_dict(as_app_role)["user"]
@@ -139,9 +145,15 @@ async def test_the_flow_runs_under_the_least_privilege_role(
             "UPDATE imagery_finder SET name = 'x'",
             "CREATE TABLE public.x (id int)",
             "TRUNCATE archive_lookup_item",
+            # What Augur is to receive, and under which key, is never rewritten.
+            "UPDATE notification_outbox SET payload = '{}'",
+            "UPDATE notification_outbox SET event = 'imagery-finder-study.failed'",
+            "UPDATE notification_outbox SET flow_run_id = 'x', dream_id = 0",
+            "TRUNCATE notification_outbox",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await app.execute(forbidden)
+        await app.execute("UPDATE notification_outbox SET attempts = attempts")  # allowed
 
 
 async def test_without_insert_the_link_fails_clearly_and_is_not_retried(
@@ -162,6 +174,28 @@ async def test_without_insert_the_link_fails_clearly_and_is_not_retried(
     assert f"Atlas database error while linking ImageryFinder {finder} to Dream {dream}" in message
     assert "permission denied for table archive_lookup_item" in message
     assert DB_PASSWORD not in message
+
+
+async def test_without_insert_on_the_outbox_the_rows_are_not_committed_either(
+    study_env: Settings,
+    postgis_url: URL,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notification and the rows it reports are one transaction: no notification, no rows."""
+    finder, dream, _ = await _seed(admin)
+    grants = LEAST_PRIVILEGE_GRANTS.replace(
+        "SELECT, INSERT, DELETE ON notification_outbox", "SELECT, DELETE ON notification_outbox"
+    )
+    async with _role(postgis_url, study_env, grants=grants) as url:
+        monkeypatch.setenv("ATLAS_DB_URL", url)
+        get_settings.cache_clear()
+        state = await run_study(finder, dream)
+    assert state.is_failed()
+    assert "permission denied for table notification_outbox" in (state.message or "")
+    assert await linked_ids(admin, finder, dream) == []
+    assert await outbox_rows(admin) == []
 
 
 # ----------------------------------------------------------------------------- no secret anywhere

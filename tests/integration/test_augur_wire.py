@@ -14,14 +14,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from noctis.augur import AugurClient, Notification, NotificationEvent, RetryPolicy, idempotency_key
+from noctis.augur import AugurClient, Notification, NotificationEvent, RetryPolicy, completed_key
 from noctis.devtools.localdb import free_port
 from noctis.errors import AugurRejected, AugurUnavailable, ConfigurationError
 from tests.support.augur_stub import AugurStub, Reply
 
 TOKEN = "wire-token-7c1d2e"
 RUN_ID = "5f0c9a2b-1e3d-4c5b-8a7f-6e5d4c3b2a10"
-KEY = idempotency_key(RUN_ID, NotificationEvent.COMPLETED)
+KEY = completed_key(12, 5, 7)
 PATH = "/api/v1/dreams/5/divinations/continue"
 QUICK = RetryPolicy(max_attempts=4, max_retry_seconds=2.5, backoff_base=0.02, backoff_max=1.5)
 NOTIFICATION = Notification(

@@ -7,16 +7,24 @@ It records every request and answers from a script the test sets::
         ...                                        # point the client at stub.url
         assert [r.path for r in stub.requests] == [...]
 
-Each request consumes one scripted reply; once the script is used up every request gets
-``200 {"status": "ok"}``. A bare int is ``Reply(status)``. ``Reply(stall=5.0)`` sleeps before
-answering, to trip client timeouts; ``Reply(disconnect=True)`` closes the connection without
-answering. Every connection is closed after one answer (no keep-alive), and :meth:`stop` wakes
-stalled handlers and shuts open sockets, so stopping never waits on a client.
+Each request consumes one scripted reply; once the script is used up every request gets the
+fallback (``stub.fallback(Reply(503))``; by default ``200 {"status": "ok"}``). A bare int is
+``Reply(status)``. ``Reply(stall=5.0)`` sleeps before answering, to trip client timeouts;
+``Reply(disconnect=True)`` closes the connection without answering. Every connection is closed
+after one answer (no keep-alive), and :meth:`stop` wakes stalled handlers and shuts open
+sockets, so stopping never waits on a client; :meth:`start` again (same port) brings it back,
+so a stopped stub is an Augur that refuses connections.
+
+With ``dedupe=True`` the stub deduplicates as Augur does: a request whose Idempotency-Key it
+already took (answered 2xx) gets ``409 already received`` instead of a 2xx. Each recorded
+request keeps the status it was answered (None: no answer), so :meth:`accepted` lists what
+Augur took.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -52,18 +60,28 @@ class RecordedRequest:
     body: bytes
     json: Any  # None when the body is not JSON
     time: float  # time.monotonic() when the request arrived
+    wall: float = 0.0  # time.time() when the request arrived
+    status: int | None = None  # the status answered; None when the connection was dropped
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    @property
+    def taken(self) -> bool:
+        """Augur took it (a 2xx): the notification was received, whatever the client saw."""
+        return self.status is not None and 200 <= self.status < 300
 
 
 class AugurStub:
     """The fake Augur: ``start``/``stop`` or ``with``; thread-safe ``script`` and ``requests``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, dedupe: bool = False) -> None:
         self._address = (host, port)
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
+        self._fallback = Reply()
+        self._taken: set[str] = set()
+        self.dedupe = dedupe
         self._requests: list[RecordedRequest] = []
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
@@ -87,14 +105,26 @@ class AugurStub:
         with self._lock:
             self._script = deque(r if isinstance(r, Reply) else Reply(r) for r in replies)
 
+    def fallback(self, reply: Reply | int) -> None:
+        """What every request gets once the script is used up."""
+        with self._lock:
+            self._fallback = reply if isinstance(reply, Reply) else Reply(reply)
+
+    def accepted(self) -> list[RecordedRequest]:
+        """The requests Augur took (answered 2xx)."""
+        return [r for r in self.requests if r.taken]
+
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self._taken.clear()
+            self._fallback = Reply()
 
     def start(self) -> Self:
         self._stopping.clear()
         server = ThreadingHTTPServer(self._address, _handler_for(self))
+        self._address = server.server_address[:2]  # a restart comes back on the same port
         server.daemon_threads = False  # server_close() joins handlers: stop leaves no thread
         self._server = server
         self._thread = threading.Thread(
@@ -133,8 +163,16 @@ class AugurStub:
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
-            self._requests.append(request)
-            return self._script.popleft() if self._script else Reply()
+            reply = self._script.popleft() if self._script else self._fallback
+            key = request.header("Idempotency-Key")
+            ok = 200 <= reply.status < 300 and not reply.disconnect
+            if ok and self.dedupe and key is not None and key in self._taken:
+                reply = Reply(409, json={"detail": "already received"}, stall=reply.stall)
+            elif ok and key is not None:
+                self._taken.add(key)
+            status = None if reply.disconnect else reply.status
+            self._requests.append(dataclasses.replace(request, status=status))
+            return reply
 
 
 def _handler_for(stub: AugurStub) -> type[BaseHTTPRequestHandler]:
@@ -162,7 +200,9 @@ def _handler_for(stub: AugurStub) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 payload = None
             headers = {k.lower(): v for k, v in self.headers.items()}
-            recorded = RecordedRequest(self.command, self.path, headers, body, payload, arrived)
+            recorded = RecordedRequest(
+                self.command, self.path, headers, body, payload, arrived, time.time()
+            )
             reply = stub._next_reply(recorded)
             self.close_connection = True
             if reply.stall and stub._stopping.wait(reply.stall):

@@ -27,7 +27,7 @@ from noctis.devtools.localdb import free_port
 
 
 @contextlib.contextmanager
-def prefect_harness_on_postgres(database_url: str, *, startup_timeout: int = 90) -> Iterator[str]:
+def prefect_harness_on_postgres(database_url: str, *, startup_timeout: int = 300) -> Iterator[str]:
     """A temporary Prefect server on ``database_url`` (postgresql+asyncpg); yields its API URL."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(temporary_database_interface())

@@ -198,3 +198,34 @@ async def task_runs(state: State[Any], *, expect: int, within: float = 15.0) -> 
 def _task_name(run: TaskRun) -> str:
     """'link-matches-3f2' -> 'link-matches' (the run name carries a short suffix)."""
     return run.name.rsplit("-", 1)[0]
+
+
+# ------------------------------------------------------------------------------ the outbox
+
+OUTBOX_COLUMNS = (
+    "id, idempotency_key, event, imagery_finder_id, dream_id, flow_run_id, state, attempts, "
+    "payload, history, last_error, created_at, delivered_at"
+)
+
+
+async def outbox_rows(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    """Every row of the notification outbox, oldest first, as dicts."""
+    cur = await conn.execute(f"SELECT {OUTBOX_COLUMNS} FROM notification_outbox ORDER BY id")
+    names = [c.name for c in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
+
+async def outbox_key(conn: psycopg.AsyncConnection, flow_run_id: str, event: str) -> str:
+    """The Idempotency-Key the outbox gave a run's ``completed`` or ``failed``."""
+    key = await scalar(
+        conn,
+        "SELECT idempotency_key FROM notification_outbox WHERE flow_run_id = %s AND event = %s",
+        (flow_run_id, f"imagery-finder-study.{event}"),
+    )
+    assert key is not None, f"no {event} of flow run {flow_run_id} in the outbox"
+    return str(key)
+
+
+def completed_key_pattern(finder: int, dream: int) -> str:
+    """A regular expression for the key of any update of one study."""
+    return rf"noctis:imagery-finder-{finder}:dream-{dream}:update-\d+:completed"

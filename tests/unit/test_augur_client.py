@@ -21,7 +21,8 @@ from noctis.augur import (
     NotificationEvent,
     RetryPolicy,
     _parse_retry_after,
-    idempotency_key,
+    completed_key,
+    failed_key,
 )
 from noctis.errors import AugurRejected, AugurUnavailable
 from noctis.settings import Settings
@@ -29,7 +30,7 @@ from noctis.settings import Settings
 TOKEN = "s3cr3t-augur-token-4f9a"
 SECRET = SecretStr(TOKEN)
 RUN_ID = "0b5a6c1e-7f3d-4e2a-9c4b-1d2e3f405162"
-KEY = idempotency_key(RUN_ID, NotificationEvent.COMPLETED)
+KEY = completed_key(12, 5, 41)
 FAST = RetryPolicy(max_attempts=4, max_retry_seconds=60.0, backoff_base=0.5, backoff_max=8.0)
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -106,7 +107,9 @@ async def test_posts_the_notification_to_the_dream_path_with_every_header() -> N
     [request] = seen
     assert request.method == "POST"
     assert str(request.url) == "https://augur.example/api/v1/dreams/5/divinations/continue"
-    assert request.headers["Idempotency-Key"] == f"noctis:{RUN_ID}:completed"
+    assert (
+        request.headers["Idempotency-Key"] == "noctis:imagery-finder-12:dream-5:update-41:completed"
+    )
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["User-Agent"] == f"noctis/{__version__}"
     assert request.headers["Content-Type"] == "application/json"
@@ -125,11 +128,14 @@ async def test_sends_the_error_of_a_failed_study_and_no_authorization_without_to
     handler, seen = scripted()
     failed = completed(event=NotificationEvent.FAILED, error="InvalidFinder: inverted dates")
     async with client_for(handler, FakeTime(), token=None) as client:
-        await client.notify(failed, idempotency_key=idempotency_key(RUN_ID, failed.event))
+        await client.notify(failed, idempotency_key=failed_key(12, 5, RUN_ID))
 
     body = json.loads(seen[0].content)
     assert (body["event"], body["error"]) == ("imagery-finder-study.failed", failed.error)
-    assert seen[0].headers["Idempotency-Key"] == f"noctis:{RUN_ID}:failed"
+    assert (
+        seen[0].headers["Idempotency-Key"]
+        == f"noctis:imagery-finder-12:dream-5:run-{RUN_ID}:failed"
+    )
     assert "Authorization" not in seen[0].headers
 
 
@@ -144,10 +150,13 @@ def test_a_notification_carries_an_error_exactly_when_the_study_failed() -> None
     assert long.error is not None and len(long.error) <= 2001
 
 
-def test_idempotency_key_is_the_same_for_every_retry_of_one_run_and_event() -> None:
-    assert idempotency_key(RUN_ID, NotificationEvent.COMPLETED) == KEY
-    assert idempotency_key(RUN_ID, NotificationEvent.FAILED) != KEY
-    assert idempotency_key("another-run", NotificationEvent.COMPLETED) != KEY
+def test_a_key_names_the_study_and_the_update_or_the_failed_run() -> None:
+    assert KEY == "noctis:imagery-finder-12:dream-5:update-41:completed"
+    assert completed_key(12, 5, 41) == KEY  # the same update: the same key, whoever sends it
+    assert completed_key(12, 5, 42) != KEY  # a rerun of the study is a new update
+    assert completed_key(12, 6, 41) != KEY and completed_key(13, 5, 41) != KEY
+    assert failed_key(12, 5, RUN_ID) == f"noctis:imagery-finder-12:dream-5:run-{RUN_ID}:failed"
+    assert failed_key(12, 5, "another-run") != failed_key(12, 5, RUN_ID)
 
 
 async def test_retries_500_then_succeeds_with_same_idempotency_key() -> None:

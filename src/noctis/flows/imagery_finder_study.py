@@ -1,12 +1,18 @@
 """The ``imagery-finder-study`` flow: match the archive, record it for the dream, tell Augur.
 
 Augur triggers ``imagery-finder-study/default`` with ``imagery_finder_pk`` and
-``dream_pk``. The tasks are thin: the work lives in :mod:`noctis.study` and the
-repositories; this module only sequences it, retries what is transient and
+``dream_pk``. The tasks are thin: the work lives in :mod:`noctis.study`, :mod:`noctis.outbox`
+and the repositories; this module only sequences it, retries what is transient and
 makes the result visible (an artifact, an event, the Augur notification).
 
-Failure handling is stated once, in :func:`failure_announced`: any error after the finder is
-known to exist is sent to Augur as a ``failed`` notification, then re-raised.
+The link step commits the lookup rows and the ``completed`` notification together (the
+outbox); the run then delivers it at once (``notify-augur``). If the run dies in between, or
+Augur does not take it, the dispatcher (:mod:`noctis.flows.outbox_dispatcher`) delivers it.
+
+Failure handling is stated once, in :func:`failure_announced`: any error of the check or the
+link, once the finder is known to exist, is sent to Augur as a ``failed`` notification
+(through the outbox), then re-raised. A run that dies without saying so is announced by the
+dispatcher.
 
 Run it here: ``noctis run --imagery-finder-pk 2 --dream-pk 1`` (or
 ``python -m noctis.flows.imagery_finder_study --imagery-finder-pk 2 --dream-pk 1``).
@@ -18,40 +24,35 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.concurrency.asyncio import concurrency
-from prefect.context import get_run_context
 from prefect.events import emit_event
 from pydantic import BeforeValidator, Field
 
-from noctis.augur import Notification, NotificationEvent, idempotency_key
-from noctis.errors import (
-    AugurError,
-    FinderNotFound,
-    NoctisError,
-    PrefectUnavailable,
-    is_retryable,
-)
-from noctis.repositories import LinkResult
+from noctis.errors import NoctisError, PrefectUnavailable
+from noctis.flows.housekeeping import prune_local_results
+from noctis.flows.notify import deliver, failure_announced
+from noctis.flows.tasks import database_task, flow_run_id, from_deployment
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
 from noctis.runtime import current_runtime, open_runtime
 from noctis.settings import get_settings
-from noctis.study import CheckedStudy, StudySummary, check_study, link_study, summarise_study
+from noctis.study import (
+    CheckedStudy,
+    LinkedStudy,
+    StudySummary,
+    check_study,
+    link_study,
+    summarise_study,
+)
 
 FLOW_NAME = "imagery-finder-study"
 EVENT_NAME = "noctis.imagery-finder.studied"
 ATLAS_WRITES_LIMIT = "noctis-atlas-writes"
 """Global concurrency limit on link steps; created by ``noctis deploy``."""
 BIGINT_MAX = 2**63 - 1
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _not_a_bool(value: object) -> object:
@@ -66,24 +67,6 @@ Pk = Annotated[int, Field(gt=0, le=BIGINT_MAX), BeforeValidator(_not_a_bool)]
 """A primary key: a positive bigint. The deployment enforces this schema at trigger time."""
 
 
-async def _retryable(task: Any, task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry a task only when its error says the same work may succeed (a transient database
-    failure: lost connection, deadlock); see :func:`noctis.errors.is_retryable`."""
-    error = await state.aresult(raise_on_failure=False)
-    return isinstance(error, BaseException) and is_retryable(error)
-
-
-def database_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A task that talks to Atlas: three retries of transient failures, never cached."""
-    return task(
-        name=name,
-        retries=3,
-        retry_delay_seconds=[1, 4, 10],
-        retry_condition_fn=_retryable,
-        cache_policy=NO_CACHE,
-    )
-
-
 @database_task("check-study")
 async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
     """Load the finder and the dream and check the finder; nothing is written."""
@@ -95,29 +78,39 @@ async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
 
 
 @database_task("link-matches")
-async def link(study: CheckedStudy, *, limited: bool = False) -> LinkResult:
-    """Record every match for the dream: one set-based statement, one transaction.
+async def link(study: CheckedStudy, *, limited: bool = False) -> LinkedStudy:
+    """Record every match for the dream: one set-based statement, one transaction, which also
+    writes the ``completed`` notification into the outbox when Augur is configured.
 
     ``limited`` (runs of the deployment) takes a slot of the global concurrency
     limit that ``noctis deploy`` creates, so many concurrent studies cannot exhaust
     Atlas' connections. The slot is held inside the task, so a retry gives it back
     while it waits. Ad-hoc runs (``noctis run``, the demo, tests) have no such limit.
+    A retry after a lost COMMIT reports the counts of that COMMIT if it landed.
     """
+    runtime = current_runtime()
     slot = (
         concurrency(ATLAS_WRITES_LIMIT, occupy=1, strict=False)
         if limited
         else contextlib.nullcontext()
     )
-    async with slot, current_runtime().unit_of_work() as uow:
-        result = await link_study(uow, study)
-    get_run_logger().info(
+    announce_as = flow_run_id() if runtime.augur is not None else None
+    async with slot, runtime.unit_of_work() as uow:
+        linked = await link_study(uow, study, announce_as=announce_as)
+    logger = get_run_logger()
+    if linked.replayed:
+        logger.warning(
+            "The earlier attempt's COMMIT landed although its answer was lost: reporting the "
+            "counts it committed"
+        )
+    logger.info(
         "ImageryFinder %s: %s items matched for Dream %s (%s new)",
         study.finder_id,
-        result.total,
+        linked.total,
         study.dream_id,
-        result.new,
+        linked.new,
     )
-    return result
+    return linked
 
 
 @database_task("summarise")
@@ -132,29 +125,6 @@ async def summarise(study: CheckedStudy) -> StudySummary:
             summary.suspect_count,
         )
     return summary
-
-
-@task(name="notify-augur", cache_policy=NO_CACHE)
-async def notify(notification: Notification) -> bool:
-    """Tell Augur; True once Augur acknowledged it, False when notifications are off.
-
-    The client retries transient failures itself, within its budget.
-    """
-    augur = current_runtime().augur
-    logger = get_run_logger()
-    if augur is None:
-        logger.warning("NOCTIS_AUGUR_API_URL is empty: Augur is not notified")
-        return False
-    receipt = await augur.notify(
-        notification, idempotency_key=idempotency_key(notification.flow_run_id, notification.event)
-    )
-    logger.info(
-        "Augur notified (%s, HTTP %s after %s attempt(s))",
-        notification.event.value,
-        receipt.status_code,
-        receipt.attempts,
-    )
-    return True
 
 
 async def _publish(result: StudyResult, summary: StudySummary) -> None:
@@ -180,45 +150,9 @@ async def _publish(result: StudyResult, summary: StudySummary) -> None:
     )
 
 
-def _from_deployment() -> bool:
-    return get_run_context().flow_run.deployment_id is not None  # type: ignore[union-attr]
-
-
-def _flow_run_id() -> str:
-    return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-
-
-@contextlib.asynccontextmanager
-async def failure_announced(imagery_finder_pk: int, dream_pk: int) -> AsyncIterator[None]:
-    """Send Augur a ``failed`` notification for any error raised inside, then re-raise it.
-
-    An unknown finder is not announced (there is no study to fail). Sending is best effort:
-    a failure to notify is logged and never masks the run's own error.
-    """
-    try:
-        yield
-    except FinderNotFound:
-        raise
-    except Exception as error:
-        message = (
-            str(error) if isinstance(error, NoctisError) else f"{type(error).__name__}: {error}"
-        )
-        try:
-            await notify(
-                Notification(
-                    event=NotificationEvent.FAILED,
-                    dream_pk=dream_pk,
-                    imagery_finder_pk=imagery_finder_pk,
-                    flow_run_id=_flow_run_id(),
-                    error=message or type(error).__name__,
-                )
-            )
-        except Exception as e:
-            get_run_logger().warning("Could not tell Augur that the study failed: %s", e)
-        raise
-
-
-def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> StudyResult:
+def _result(
+    study: CheckedStudy, linked: LinkedStudy, summary: StudySummary, *, notified: bool
+) -> StudyResult:
     return StudyResult(
         imagery_finder_pk=study.finder_id,
         dream_pk=study.dream_id,
@@ -230,10 +164,10 @@ def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> S
         window=str(study.window),
         matched_count=linked.total,
         new_count=linked.new,
-        coverage=summary.union_coverage,
+        coverage=linked.coverage,
         suspect_count=summary.suspect_count,
-        flow_run_id=_flow_run_id(),
-        notified=False,
+        flow_run_id=flow_run_id(),
+        notified=notified,
     )
 
 
@@ -245,35 +179,32 @@ def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> S
 )
 async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResult:
     """Find the archive imagery of an ImageryFinder and record it for a Dream, then tell Augur."""
-    async with open_runtime(get_settings()):
-        async with failure_announced(imagery_finder_pk, dream_pk):
+    async with open_runtime(get_settings()) as runtime:
+        prune_local_results(runtime.settings.retention)
+        async with failure_announced(imagery_finder_pk, dream_pk) as progress:
             study = await check(imagery_finder_pk, dream_pk)
-            linked = await link(study, limited=_from_deployment())
-            summary = await summarise(study)
-        result = _result(study, linked, summary)
+            progress.linking = True
+            linked = await link(study, limited=from_deployment())
+        # COMMITted: the outbox holds the notification; from here on it is delivered whatever
+        # happens to this run.
+        delivery = await deliver(linked.message) if linked.message is not None else None
+        if delivery is None:
+            get_run_logger().warning("NOCTIS_AUGUR_API_URL is empty: Augur is not notified")
+        summary = await summarise(study)
+        notified = delivery is not None and delivery.outcome == "delivered"
+        result = _result(study, linked, summary, notified=notified)
         try:
             await _publish(result, summary)
         except Exception as e:  # the artifact and the event are views: the study stands
             get_run_logger().warning("Could not publish the study's artifact or event: %s", e)
-        completed = Notification(
-            event=NotificationEvent.COMPLETED,
-            dream_pk=dream_pk,
-            imagery_finder_pk=imagery_finder_pk,
-            flow_run_id=result.flow_run_id or _flow_run_id(),
-            matched_count=linked.total,
-            new_count=linked.new,
-            coverage=result.coverage,
-        )
-        try:
-            notified = await notify(completed)
-        except AugurError:
+        if delivery is not None and delivery.error is not None:
             get_run_logger().error(
-                "The matches are recorded (%s items) but Augur was not notified; rerunning the "
-                "study records nothing twice and notifies again",
+                "The matches are recorded (%s items) but Augur has not taken the notification: %s",
                 linked.total,
+                delivery.error,
             )
-            raise
-        return result.model_copy(update={"notified": notified})
+            raise delivery.error
+        return result
 
 
 EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"

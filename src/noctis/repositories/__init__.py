@@ -4,6 +4,8 @@
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
 - :mod:`.geo`: areas and repairs as SQL expressions.
+- :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
+  LOCKED`` by its senders).
 
 Repositories take a session and never commit: the unit of work
 (:mod:`noctis.unit_of_work`) owns the transaction.
@@ -12,15 +14,20 @@ Repositories take a session and never commit: the unit of work
 from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_conditions
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
+from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
 
 __all__ = [
     "ArchiveRepository",
+    "Attempt",
     "DreamRepository",
     "FinderReport",
     "ImageryFinderRepository",
     "LinkResult",
     "LookupRepository",
     "MatchCriteria",
+    "OutboxEntry",
+    "OutboxMessage",
+    "OutboxRepository",
     "StudyItem",
     "match_conditions",
 ]

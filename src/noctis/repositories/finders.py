@@ -92,6 +92,12 @@ class ImageryFinderRepository:
             raise FinderNotFound(finder_id)
         return finder
 
+    async def existing(self, finder_ids: list[int]) -> set[int]:
+        """Which of ``finder_ids`` exist."""
+        stmt = select(ImageryFinder.id).where(ImageryFinder.id.in_(finder_ids))
+        async with translated("looking up imagery finders"):
+            return set((await self._session.scalars(stmt)).all())
+
     async def describe(self, finder_id: int) -> FinderReport:
         """The location's type, validity (with PostGIS' reason), spheroidal area and bounds,
         the dates Python cannot hold and the collections' dimensions; FinderNotFound if none."""

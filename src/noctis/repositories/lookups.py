@@ -55,15 +55,27 @@ class LookupRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def link(self, *, criteria: MatchCriteria, dream_id: int) -> LinkResult:
+    async def lock(self, *, finder_id: int, dream_id: int) -> None:
+        """Take the study's transaction-scoped advisory lock (and the plan settings): concurrent
+        runs of one study take turns until COMMIT. Taking it again in the transaction is free."""
+        async with translated(f"locking ImageryFinder {finder_id} for Dream {dream_id}"):
+            await self._session.execute(
+                _CUSTOM_PLAN_AND_STUDY_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
+            )
+
+    async def link(
+        self, *, criteria: MatchCriteria, dream_id: int, locked: bool = False
+    ) -> LinkResult:
         """Record every match for the dream in ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 
         No archive row travels through Python. A transaction-scoped advisory lock
-        per study makes concurrent runs of the same study take turns, so each
-        reports consistent counts. Returns how many rows are new and how many
-        the study has in total.
+        per study (:meth:`lock`, taken here unless ``locked``) makes concurrent runs of the
+        same study take turns, so each reports consistent counts. Returns how many rows are
+        new and how many the study has in total.
         """
         finder_id = criteria.finder_id
+        if not locked:
+            await self.lock(finder_id=finder_id, dream_id=dream_id)
         matches = select(
             literal(dream_id, type_=ArchiveLookupItem.dream_id.type),
             literal(finder_id, type_=ArchiveLookupItem.imagery_finder_id.type),
@@ -84,9 +96,6 @@ class LookupRepository:
             existing.label("existing"),
         )
         async with translated(f"linking ImageryFinder {finder_id} to Dream {dream_id}"):
-            await self._session.execute(
-                _CUSTOM_PLAN_AND_STUDY_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
-            )
             new, existing_count = (await self._session.execute(stmt)).one()
         return LinkResult(new=int(new), total=int(new) + int(existing_count))
 
