@@ -21,7 +21,14 @@ from noctis.models import Base
 from noctis.settings import Settings
 from tests.conftest import _admin, _settings_for
 
-TABLES = {"dream", "imagery_finder", "archive_item", "archive_lookup_item"}
+TABLES = {
+    "dream",
+    "imagery_finder",
+    "archive_item",
+    "archive_lookup_item",
+    "coverage_plan",
+    "coverage_plan_item",
+}
 
 
 @pytest.fixture

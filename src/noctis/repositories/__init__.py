@@ -3,6 +3,7 @@
 - :mod:`.finders`: dreams and imagery finders (lookups by id, the location report).
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
+- :mod:`.plans`: a study's coverage plans: the candidate scenes, the stored plans.
 - :mod:`.geo`: areas and repairs as SQL expressions.
 
 Repositories take a session and never commit: the unit of work
@@ -12,15 +13,20 @@ Repositories take a session and never commit: the unit of work
 from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_conditions
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
+from noctis.repositories.plans import Candidates, PlannedItem, PlanRepository, StoredSlice
 
 __all__ = [
     "ArchiveRepository",
+    "Candidates",
     "DreamRepository",
     "FinderReport",
     "ImageryFinderRepository",
     "LinkResult",
     "LookupRepository",
     "MatchCriteria",
+    "PlanRepository",
+    "PlannedItem",
+    "StoredSlice",
     "StudyItem",
     "match_conditions",
 ]
