@@ -67,6 +67,7 @@ GRANT CONNECT ON DATABASE {database} TO {role};
 GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON dream, imagery_finder, archive_item TO {role};
 GRANT SELECT, INSERT ON archive_lookup_item TO {role};
+GRANT SELECT, INSERT, DELETE ON coverage_plan, coverage_plan_item TO {role};
 """
 
 
@@ -122,6 +123,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
     assert state.is_completed(), state.message
     assert await linked_ids(admin, finder, dream) == expected
     assert (await state.aresult()).coverage is not None
+    assert (await state.aresult()).plan_scenes is not None  # stored under the role's grants
     # No sequence grant: an identity column's sequence needs none for INSERT. No grant for
     # pg_advisory_xact_lock or set_config('plan_cache_mode') either.
     role = psycopg.conninfo.conninfo_to_dict(as_app_role)["user"]
@@ -139,6 +141,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
             "UPDATE imagery_finder SET name = 'x'",
             "CREATE TABLE public.x (id int)",
             "TRUNCATE archive_lookup_item",
+            "UPDATE coverage_plan SET scenes = 0",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await app.execute(forbidden)

@@ -38,6 +38,7 @@ from noctis.errors import (
     PrefectUnavailable,
     is_retryable,
 )
+from noctis.plans import PlanSummary, plan_study
 from noctis.repositories import LinkResult
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
 from noctis.runtime import current_runtime, open_runtime
@@ -134,6 +135,25 @@ async def summarise(study: CheckedStudy) -> StudySummary:
     return summary
 
 
+@database_task("plan-coverage")
+async def plan(study: CheckedStudy) -> PlanSummary | None:
+    """The study's coverage plan of the whole window, stored (noctis.plans); None for a point
+    AOI, which has no coverage and so no plan."""
+    if study.criteria.area_m2 is None:
+        return None
+    async with current_runtime().unit_of_work() as uow:
+        planned = (await plan_study(uow, study)).summary()
+    get_run_logger().info(
+        "ImageryFinder %s: a coverage plan of %s scene(s) covers %.1f%% of the AOI (at least "
+        "%s needed)",
+        study.finder_id,
+        planned.scenes,
+        100 * planned.coverage,
+        planned.lower_bound,
+    )
+    return planned
+
+
 @task(name="notify-augur", cache_policy=NO_CACHE)
 async def notify(notification: Notification) -> bool:
     """Tell Augur; True once Augur acknowledged it, False when notifications are off.
@@ -218,7 +238,12 @@ async def failure_announced(imagery_finder_pk: int, dream_pk: int) -> AsyncItera
         raise
 
 
-def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> StudyResult:
+def _result(
+    study: CheckedStudy,
+    linked: LinkResult,
+    summary: StudySummary,
+    planned: PlanSummary | None = None,
+) -> StudyResult:
     return StudyResult(
         imagery_finder_pk=study.finder_id,
         dream_pk=study.dream_id,
@@ -232,6 +257,10 @@ def _result(study: CheckedStudy, linked: LinkResult, summary: StudySummary) -> S
         new_count=linked.new,
         coverage=summary.union_coverage,
         suspect_count=summary.suspect_count,
+        plan_scenes=None if planned is None else planned.scenes,
+        plan_coverage=None if planned is None else planned.coverage,
+        plan_share=None if planned is None else planned.share,
+        plan_lower_bound=None if planned is None else planned.lower_bound,
         flow_run_id=_flow_run_id(),
         notified=False,
     )
@@ -250,7 +279,8 @@ async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResu
             study = await check(imagery_finder_pk, dream_pk)
             linked = await link(study, limited=_from_deployment())
             summary = await summarise(study)
-        result = _result(study, linked, summary)
+            planned = await plan(study)
+        result = _result(study, linked, summary, planned)
         try:
             await _publish(result, summary)
         except Exception as e:  # the artifact and the event are views: the study stands
@@ -263,6 +293,8 @@ async def imagery_finder_study(imagery_finder_pk: Pk, dream_pk: Pk) -> StudyResu
             matched_count=linked.total,
             new_count=linked.new,
             coverage=result.coverage,
+            plan_scenes=result.plan_scenes,
+            plan_coverage=result.plan_coverage,
         )
         try:
             notified = await notify(completed)
