@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from noctis.db import make_engine, make_session_factory
+from noctis.settings import Settings
 from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
 from tests.support.factories import add_dream, add_finder, add_item, box
@@ -66,3 +68,16 @@ async def linked(
         study = await check_study(uow, finder_id=finder_id, dream_id=dream_id)
         await link_study(uow, study)
     return study
+
+
+async def seed_linked_grid(settings: Settings, *, location: str = AOI) -> GridStudy:
+    """:func:`seed_grid_study`, linked, on its own engine (for sync tests: ``asyncio.run``)."""
+    engine = make_engine(settings, pool_size=1)
+    try:
+        factory = make_session_factory(engine)
+        async with factory() as session:
+            seeded = await seed_grid_study(session, location=location)
+        await linked(factory, seeded.finder_id, seeded.dream_id)
+        return seeded
+    finally:
+        await engine.dispose()
