@@ -17,9 +17,12 @@ are great-circle arcs: the two differ by the sliver between an arc and its lon/l
 under 0.2% of a 110 km tile and under 0.02% of a 250 km region at 48° of latitude.
 
 **Pieces.** Scenes that share a footprint (a tile revisited) share a piece: footprints are
-grouped by their exact WKB bytes first, so the overlays run once per distinct footprint. A
-piece is the footprint clipped to the AOI (its polygonal part; a footprint the AOI covers is
-its own piece), then projected.
+grouped by their exact WKB bytes first, so everything below runs once per distinct footprint.
+A footprint is repaired when invalid (GEOS' MakeValid, its polygonal part, as
+:func:`noctis.repositories.geo.clean_footprint` does), then projected. Its piece is the
+footprint clipped to the AOI: a footprint inside the AOI is its own piece and one covering the
+AOI has the AOI as its piece (two prepared predicates), the others are clipped only when the
+greedy first looks at them (most never are).
 """
 
 from __future__ import annotations
@@ -130,12 +133,11 @@ class Pieces:
         areas = shapely.area(shapes).astype(np.float64)
         return cls(group, shapes, areas, exact, whole, whole_footprints, plane_aoi)
 
-    def union_area(self, groups: npt.NDArray[np.intp] | None = None) -> float:
-        """Area (m²) of the union of the pieces ``groups`` (default: all)."""
-        chosen = slice(None) if groups is None else groups
-        if self.whole[chosen].any():
+    def union_area(self) -> float:
+        """Area (m²) of the union of all the pieces: what the scenes together cover."""
+        if self.whole.any():
             return float(shapely.area(self.aoi))
-        return union_area(self.footprints[chosen], self.aoi)
+        return union_area(self.footprints, self.aoi)
 
     def clip(self, shape: BaseGeometry) -> BaseGeometry:
         """``shape ∩ AOI``, polygonal."""
@@ -166,11 +168,11 @@ def union_area(shapes: Objects, aoi: BaseGeometry) -> float:
     """Area (m²) of the union of ``shapes`` (projected footprints) within ``aoi`` (projected):
     the footprints are unioned, and the union clipped once.
 
-    A piece that another piece covers adds nothing to the union: the largest pieces (at most
-    :data:`COVERERS`, each at least 1/:data:`COVERER_RATIO` the largest) are asked which pieces
-    they cover (an STRtree, prepared predicates), and only the
-    rest are unioned. In a study, scenes small and large overlap, and most small ones lie
-    inside a large one (a commercial scene inside a tile): the union then costs a fraction.
+    A footprint that another covers adds nothing to the union: the largest (at most
+    :data:`COVERERS`, each at least 1/:data:`COVERER_RATIO` of the largest) are asked which
+    footprints they cover (an STRtree, prepared predicates), and only the rest are unioned. In
+    a study most small scenes lie inside a large one (a commercial scene inside a tile): the
+    union then costs a fraction (0.5 s instead of 2.4 s for 26,000 footprints).
     """
     shapes = shapes[~shapely.is_empty(shapes)]
     if not len(shapes):

@@ -10,8 +10,10 @@ submodular), so a gain computed earlier is an upper bound of the gain now. The s
 max-heap on their last known ``weight * gain``; the one on top is recomputed, and taken if it is
 still on top, else pushed back with its new value. Each scene keeps its *remainder* (the part of
 its piece not yet covered): a recomputation subtracts only the scenes taken since its last one,
-and only those whose bounding box meets the remainder's. The gains are exact overlays (GEOS), so
-the area a plan covers is the sum of its gains.
+and only those whose bounding box meets the remainder's. A footprint not yet clipped to the AOI
+waits with its whole area as its bound and is clipped when it first reaches the top. The gains
+are exact overlays (GEOS), so the area a plan covers is the sum of its gains, and laziness
+changes no choice.
 
 **The lower bound** on the optimum (the fewest scenes covering the goal, the smaller of the
 target and what the plan covers): after ``i`` rounds the plan covers ``C_i``, and any selection
