@@ -47,7 +47,8 @@ from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- plans-cover:begin -->", "<!-- plans-cover:end -->"
+MARKERS = "<!-- plans-cover-{size}:begin -->", "<!-- plans-cover-{size}:end -->"
+"""Each archive size has its own section of RESULTS.md."""
 WINDOWS = {**C.WINDOWS, "7 years": (date(2019, 1, 1), date(2025, 12, 31))}
 SPEED = "region/7 years"
 """The speed target's study: the issue's 40,000 scenes (at 5M items)."""
@@ -224,11 +225,13 @@ async def run(
 
 
 def report(outcomes: list[Outcome], size: int, runs: int, load: float) -> str:
+    begin, end = (m.format(size=size_label(size)) for m in MARKERS)
     lines = [
-        BEGIN,
-        "## Coverage plans (`benchmarks/plans_cover.py`)",
+        begin,
+        f"## Coverage plans, {size_label(size)} items (`benchmarks/plans_cover.py`)",
         "",
-        f"`uv run python -m benchmarks.plans_cover`, {time.strftime('%Y-%m-%d')}, "
+        f"`uv run python -m benchmarks.plans_cover --size {size_label(size)}`, "
+        f"{time.strftime('%Y-%m-%d')}, "
         f"{size_label(size)} synthetic items, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load:.1f} at the start. The plan: "
         "`noctis.plans.plan_study` with the defaults (target 99% of what all the study's scenes "
@@ -297,14 +300,16 @@ def report(outcomes: list[Outcome], size: int, runs: int, load: float) -> str:
                 f"| {o.key} | {o.candidates:,} | {len(o.sql.scenes)}, {o.sql.seconds:.2f} s | "
                 f"{o.plan}, {o.seconds:.2f} s |"
             )
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def write(section: str) -> None:
+def write(section: str, size: int) -> None:
+    """Replace the section of this archive size in RESULTS.md, or append it."""
+    begin, end = (m.format(size=size_label(size)) for m in MARKERS)
     text = RESULTS.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
+    if begin in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(outcomes, size, args.runs, load)
     print(section)
     if not args.no_write:
-        write(section)
+        write(section, size)
     return 0
 
 
