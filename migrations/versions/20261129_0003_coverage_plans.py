@@ -55,9 +55,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "target > 0 AND target <= 1", name=op.f("ck_coverage_plan_target_range")
         ),
-        sa.CheckConstraint(
-            "slice_start <= slice_end", name=op.f("ck_coverage_plan_slice_order")
-        ),
+        sa.CheckConstraint("slice_start <= slice_end", name=op.f("ck_coverage_plan_slice_order")),
         sa.ForeignKeyConstraint(
             ["dream_id"], ["dream.id"], name="fk_coverage_plan_dream_id_dream", ondelete="CASCADE"
         ),
@@ -76,9 +74,7 @@ def upgrade() -> None:
             name="uq_coverage_plan_study_slice",
         ),
     )
-    op.create_index(
-        "ix_coverage_plan_imagery_finder_id", "coverage_plan", ["imagery_finder_id"]
-    )
+    op.create_index("ix_coverage_plan_imagery_finder_id", "coverage_plan", ["imagery_finder_id"])
     op.create_table(
         "coverage_plan_item",
         sa.Column("coverage_plan_id", sa.BigInteger(), nullable=False),
