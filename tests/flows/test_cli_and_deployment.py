@@ -15,7 +15,7 @@ from noctis.cli import app
 from noctis.db import libpq_dsn
 from noctis.deployment import FULL_NAME, register
 from noctis.settings import Settings, get_settings
-from tests.conftest import _admin
+from tests.conftest import _admin, _head_revision
 from tests.support.studies import admin_dsn
 
 runner = CliRunner()
@@ -96,7 +96,7 @@ def test_db_upgrade_migrates_the_configured_database(
         assert outcome.exit_code == 0, outcome.output
         with psycopg.connect(libpq_dsn(postgis_url.set(database=name))) as conn:
             version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert version == ("0001",)
+        assert version == (_head_revision(),)
     finally:
         get_settings.cache_clear()
         with _admin(postgis_url) as conn:
