@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from typer.testing import CliRunner, Result
 from noctis.cli import app
 from noctis.frames import plan_frame
 from noctis.settings import Settings, get_settings
-from tests.support.plans import GridStudy, seed_linked_grid
+from tests.support.plans import JUNE, QUARTERS, GridStudy, add_and_link, seed_linked_grid
 from tests.support.studies import add_dream, add_finder, admin_dsn
 
 runner = CliRunner()
@@ -62,6 +63,28 @@ def test_plan_json_per_month(grid: GridStudy) -> None:
     assert (june["lower_bound"], june["reached"]) == (4, True)
     assert sorted(i["external_id"] for i in june["items"]) == grid.clearest
     assert [i["rank"] for i in june["items"]] == [1, 2, 3, 4]
+
+
+def test_plan_per_month_says_how_far_a_month_got(grid: GridStudy, env: Settings) -> None:
+    july = JUNE + timedelta(days=30)  # the two southern quarters only
+    asyncio.run(add_and_link(env, grid, QUARTERS[:2], july, prefix="july"))
+    outcome = _plan(grid.finder_id, grid.dream_id, "--per", "month", "--json")
+    assert outcome.exit_code == 0, outcome.output
+    june, july_plan = json.loads(outcome.output)["slices"]
+    assert (june["scenes"], june["reached"]) == (4, True)
+    assert (july_plan["first_day"], july_plan["scenes"], july_plan["reached"]) == (
+        "2024-07-01",
+        2,
+        False,
+    )
+    assert july_plan["share"] == pytest.approx(0.502, abs=0.001)  # the southern half is the larger
+    assert sorted(i["external_id"] for i in july_plan["items"]) == ["july-0", "july-1"]
+    table = _plan(grid.finder_id, grid.dream_id, "--per", "month")
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "2024-07-01" in line]
+    row = lines[at] + lines[at + 1]  # the terminal's 80 columns wrap the last cell
+    assert "50.2%" in row and "target not" in row and "reached" in lines[at + 1], table.output
 
 
 @pytest.mark.parametrize(

@@ -81,3 +81,20 @@ async def seed_linked_grid(settings: Settings, *, location: str = AOI) -> GridSt
         return seeded
     finally:
         await engine.dispose()
+
+
+async def add_and_link(
+    settings: Settings, study: GridStudy, tiles: list[str], when: datetime, *, prefix: str
+) -> None:
+    """Clear scenes of ``tiles`` acquired at ``when`` added to the archive, and the study linked
+    again (the link step adds only the new rows)."""
+    engine = make_engine(settings, pool_size=1)
+    try:
+        factory = make_session_factory(engine)
+        async with factory() as session:
+            for i, tile in enumerate(tiles):
+                await add_item(session, tile, when, external_id=f"{prefix}-{i}", cloud_cover=0.0)
+            await session.commit()
+        await linked(factory, study.finder_id, study.dream_id)
+    finally:
+        await engine.dispose()

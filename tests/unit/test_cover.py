@@ -184,6 +184,18 @@ def test_per_month_plans_each_month_from_its_own_scenes() -> None:
     assert [[s.index for s in p.scenes] for p in plan.slices] == [[4], [0, 1, 2, 3]]
 
 
+def test_a_month_whose_scenes_cover_less_says_how_far_it_got() -> None:
+    # May: the two southern quarters only; June: all four. The target is of the whole window.
+    given = scenes([*QUARTERS[:2], *QUARTERS], days=[31, 31, 0, 0, 0, 0])
+    plan = make_plan(given, AOI, (None, None), PlanOptions(per=Per.parse("month")))
+    may, june = plan.slices
+    assert (len(may.scenes), may.reached) == (2, False)
+    assert plan.share(may.covered_m2) == pytest.approx(0.5, abs=0.01)
+    assert may.lower_bound == 2  # each quarter adds a quarter: two at least for the half
+    assert (len(june.scenes), june.reached) == (4, True)
+    assert plan.share(june.covered_m2) == pytest.approx(1.0)
+
+
 def test_the_plan_reaches_its_target_and_the_bound_never_passes_the_optimum() -> None:
     rng = np.random.default_rng(15)
     for _ in range(12):
