@@ -224,7 +224,9 @@ async def run(
         return [await measure(url, key, runs=runs, log=log) for key in cases]
 
 
-def report(outcomes: list[Outcome], size: int, runs: int, load: float) -> str:
+def report(
+    outcomes: list[Outcome], size: int, runs: int, load: float, end_load: float | None = None
+) -> str:
     begin, end = (m.format(size=size_label(size)) for m in MARKERS)
     lines = [
         begin,
@@ -233,7 +235,9 @@ def report(outcomes: list[Outcome], size: int, runs: int, load: float) -> str:
         f"`uv run python -m benchmarks.plans_cover --size {size_label(size)}`, "
         f"{time.strftime('%Y-%m-%d')}, "
         f"{size_label(size)} synthetic items, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, load average {load:.1f} at the start. The plan: "
+        f"{platform.python_version()}, load average {load:.1f} at the start"
+        + ("" if end_load is None else f", {end_load:.1f} at the end")
+        + ". The plan: "
         "`noctis.plans.plan_study` with the defaults (target 99% of what all the study's scenes "
         f"cover, min gain 0.01% of it, cloud weight 0.5, recency weight 0.1), best of {runs}; "
         "*time* is the whole call (read the scenes, plan, store, commit), *compute* the "
@@ -326,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     size, load = parse_size(args.size), os.getloadavg()[0]
     cases = tuple(k.strip() for k in args.cases.split(","))
     outcomes = asyncio.run(run(size, cases=cases, runs=args.runs, server_url=args.server_url))
-    section = report(outcomes, size, args.runs, load)
+    section = report(outcomes, size, args.runs, load, os.getloadavg()[0])
     print(section)
     if not args.no_write:
         write(section, size)
