@@ -128,7 +128,8 @@ def prefect_server(postgis_url: URL) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         database = postgis_url.set(database=name).render_as_string(hide_password=False)
-        with prefect_harness_on_postgres(database) as api_url:
+        # generous, as the e2e bounds: a busy 2-core machine starts Prefect's server slowly
+        with prefect_harness_on_postgres(database, startup_timeout=300) as api_url:
             yield api_url
     finally:
         with _admin(postgis_url) as conn:
