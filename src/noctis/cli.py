@@ -1,5 +1,5 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
-study; deliver and inspect the notification outbox; the demo.
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; plan and
+export a study; deliver and inspect the notification outbox; the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -100,6 +100,59 @@ def run(
 
 
 @app.command()
+def plan(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    per: Annotated[
+        str, typer.Option(help="One plan per: window (default), month, quarter, year, 'N days'.")
+    ] = "window",
+    target: Annotated[
+        float, typer.Option(help="Share of what the study's scenes cover, in (0, 1].")
+    ] = 0.99,
+    min_gain: Annotated[
+        float, typer.Option(help="A scene must add more than this share of it.")
+    ] = 1e-4,
+    cloud_weight: Annotated[
+        float, typer.Option(help="Weight of (1 - weight * cloud%/100), in [0, 1).")
+    ] = 0.5,
+    recency_weight: Annotated[
+        float, typer.Option(help="Weight of (1 - weight * age in the slice), in [0, 1).")
+    ] = 0.1,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The fewest scenes of a study that cover its AOI, preferring clear and recent ones;
+    stored, replacing the study's plan of the same --per (noctis export --plan)."""
+    import json
+
+    from noctis.console import plan_tables
+    from noctis.cover import Per, PlanOptions, Preference
+    from noctis.notebook import make_coverage_plan
+
+    with _one_line("Plan failed"):
+        options = PlanOptions(
+            per=Per.parse(per),
+            target=target,
+            min_gain=min_gain,
+            preference=Preference(cloud_weight=cloud_weight, recency_weight=recency_weight),
+        )
+        planned = asyncio.run(make_coverage_plan(imagery_finder_pk, dream_pk, options))
+    if not planned.candidates:
+        err.print(
+            f"ImageryFinder {imagery_finder_pk} for Dream {dream_pk} has no lookup rows with "
+            f"coverage: nothing to plan (run the study first: noctis run --imagery-finder-pk "
+            f"{imagery_finder_pk} --dream-pk {dream_pk})",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if json_output:
+        sys.stdout.write(json.dumps(planned.to_dict()) + "\n")
+        return
+    for table in plan_tables(planned):
+        console.print(table)
+
+
+@app.command()
 def serve() -> None:
     """Serve imagery-finder-study/default from this process (no work pool needed)."""
     from noctis.flows.imagery_finder_study import imagery_finder_study
@@ -146,10 +199,18 @@ def export(
         typer.Option("--format", help="parquet (GeoParquet), geojson, stac (ItemCollection), csv."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    plan: Annotated[
+        bool, typer.Option("--plan", help="The scenes of its stored coverage plan instead.")
+    ] = False,
+    per: Annotated[
+        str, typer.Option(help="With --plan: the plan per window (default), month, … to export.")
+    ] = "window",
 ) -> None:
-    """Write a study's lookup rows to a file: GeoParquet, GeoJSON, STAC or CSV."""
+    """Write a study's lookup rows (or its coverage plan's scenes) to a file: GeoParquet,
+    GeoJSON, STAC or CSV."""
     from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from noctis.cover import Per
     from noctis.exports import export_study
 
     columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
@@ -160,11 +221,18 @@ def export(
         bar.update(task, completed=done, total=total)
 
     with _one_line("Export failed"), bar:
+        slicing = str(Per.parse(per)) if plan else None
         result = export_study(
-            imagery_finder_pk, dream_pk, fmt=fmt.value, output=output, progress=progress
+            imagery_finder_pk,
+            dream_pk,
+            fmt=fmt.value,
+            output=output,
+            progress=progress,
+            plan=slicing,
         )
+    what = "rows" if slicing is None else f"planned scenes (per {slicing})"
     console.print(
-        f"Wrote {result.rows:,} rows of ImageryFinder {imagery_finder_pk} for Dream "
+        f"Wrote {result.rows:,} {what} of ImageryFinder {imagery_finder_pk} for Dream "
         f"{dream_pk} to {result.path} ({result.fmt})",
         highlight=False,
     )

@@ -1,4 +1,5 @@
-"""A study's result and the outbox on a terminal (rich tables), for the CLI and the demo."""
+"""A study's result, its coverage plan and the outbox on a terminal (rich tables), for the CLI
+and the demo."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from dataclasses import asdict
 from rich.table import Table
 
 from noctis.outbox import OutboxStatus
+from noctis.plans import StudyPlan
 from noctis.repositories import StudyItem
-from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, summary_rows
+from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, share, summary_rows
 
 
 def result_table(result: StudyResult) -> Table:
@@ -75,4 +77,43 @@ def outbox_tables(status: OutboxStatus) -> list[Table]:
             written = f"{e.created_at:%Y-%m-%d %H:%M:%S}"
             table.add_row(str(e.id), e.key, str(e.attempts), written, e.last_error or "")
         tables.append(table)
+    return tables
+
+
+def plan_tables(planned: StudyPlan) -> list[Table]:
+    """A study's coverage plan: one row per slice, then the scenes of a plan of one slice."""
+    plan = planned.plan
+    title = (
+        f"Coverage plan of ImageryFinder {planned.study.finder_id} for Dream "
+        f"{planned.study.dream_id}, per {plan.options.per}: target {plan.options.target:.1%} of "
+        f"the {share(plan.aoi_share(plan.union_m2))} of the AOI its {len(planned.candidates):,} "
+        "scenes cover"
+    )
+    slices = Table(title=title)
+    for column in ("Slice (UTC days)", "Scenes", "At least", "Of the union", "Of the AOI", ""):
+        slices.add_column(column, justify="left" if not column or column[0] == "S" else "right")
+    for part in plan.slices:
+        slices.add_row(
+            str(part.slice),
+            str(len(part.scenes)),
+            str(part.lower_bound),
+            "-" if plan.share(part.covered_m2) is None else share(plan.share(part.covered_m2)),
+            share(plan.aoi_share(part.covered_m2)),
+            "" if part.reached else "target not reached",
+        )
+    tables = [slices]
+    if len(plan.slices) == 1 and plan.slices[0].scenes:
+        scenes = Table(title="The scenes, in the order the plan takes them")
+        for column in ("#", "Item", "Acquired (UTC)", "Cloud %", "Adds (of the AOI)"):
+            scenes.add_column(column)
+        for rank, scene in enumerate(plan.slices[0].scenes, start=1):
+            item = planned.item(scene.index)
+            scenes.add_row(
+                str(rank),
+                item.external_id,
+                f"{item.acquired_at:%Y-%m-%d %H:%M}",
+                "?" if item.cloud_cover is None else f"{item.cloud_cover:.0f}",
+                share(plan.aoi_share(scene.gain_m2)),
+            )
+        tables.append(scenes)
     return tables

@@ -20,6 +20,9 @@
     │                           timeout): safe to retry
     ├── ExportError             ``noctis export`` cannot write: an unwritable output path, or a
     │                           study with no lookup rows (names the study or the path)
+    ├── PlanError               no coverage plan can be made as asked: a point AOI (coverage is
+    │                           undefined), a target outside (0, 1], an unknown slice, a
+    │                           preference weight outside [0, 1)
     └── AugurError              the notification to Augur did not go through
         ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
         │                       the budget ran out
@@ -95,6 +98,10 @@ class MissingExtra(NoctisError):
 
 class ExportError(NoctisError):
     """A study that could not be exported: nothing to export, or an output Noctis cannot write."""
+
+
+class PlanError(NoctisError):
+    """A coverage plan that cannot be made as asked; the message says why and what to use."""
 
 
 class DatabaseError(NoctisError):

@@ -22,6 +22,7 @@ from noctis.repositories import (
     ImageryFinderRepository,
     LookupRepository,
     OutboxRepository,
+    PlanRepository,
 )
 
 
@@ -32,6 +33,7 @@ class UnitOfWork:
     archive: ArchiveRepository
     lookups: LookupRepository
     outbox: OutboxRepository
+    plans: PlanRepository
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -43,6 +45,7 @@ class UnitOfWork:
         self.archive = ArchiveRepository(self.session)
         self.lookups = LookupRepository(self.session)
         self.outbox = OutboxRepository(self.session)
+        self.plans = PlanRepository(self.session)
         return self
 
     async def __aexit__(

@@ -200,6 +200,7 @@ def _check_notification(
     assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     body = dict(request.json)
     coverage = body.pop("coverage")
+    plan_scenes, plan_coverage = body.pop("plan_scenes"), body.pop("plan_coverage")
     assert body == {
         "event": "imagery-finder-study.completed",
         "dream_pk": dream,
@@ -209,6 +210,8 @@ def _check_notification(
         "new_count": new,
     }
     assert 0 < coverage < 1  # three items over part of the finder's box
+    assert 1 <= plan_scenes <= matched  # the study's coverage plan
+    assert plan_coverage == pytest.approx(coverage, abs=0.01)
 
 
 def _automations(api: httpx.Client) -> list[dict[str, Any]]:

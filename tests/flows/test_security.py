@@ -71,6 +71,7 @@ GRANT SELECT, INSERT ON archive_lookup_item TO {role};
 GRANT SELECT, INSERT, DELETE ON notification_outbox TO {role};
 GRANT UPDATE (state, attempts, history, last_error, queued_at, requeued_at, delivered_at)
     ON notification_outbox TO {role};
+GRANT SELECT, INSERT, DELETE ON coverage_plan, coverage_plan_item TO {role};
 """
 
 
@@ -128,6 +129,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
     assert (await state.aresult()).coverage is not None
     [row] = await outbox_rows(admin)  # written, taken FOR UPDATE, delivered under the role
     assert row["state"] == "delivered" and len(augur_stub.accepted()) == 1
+    assert (await state.aresult()).plan_scenes is not None  # stored under the role's grants
     # No sequence grant: an identity column's sequence needs none for INSERT. No grant for
     # pg_advisory_xact_lock or set_config('plan_cache_mode') either.
     role = psycopg.conninfo.conninfo_to_dict(as_app_role)["user"]
@@ -150,6 +152,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
             "UPDATE notification_outbox SET event = 'imagery-finder-study.failed'",
             "UPDATE notification_outbox SET flow_run_id = 'x', dream_id = 0",
             "TRUNCATE notification_outbox",
+            "UPDATE coverage_plan SET scenes = 0",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await app.execute(forbidden)

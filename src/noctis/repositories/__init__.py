@@ -3,6 +3,7 @@
 - :mod:`.finders`: dreams and imagery finders (lookups by id, the location report).
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
+- :mod:`.plans`: a study's coverage plans: the candidate scenes, the stored plans.
 - :mod:`.geo`: areas and repairs as SQL expressions.
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).
@@ -15,10 +16,12 @@ from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
+from noctis.repositories.plans import Candidates, PlannedItem, PlanRepository, StoredSlice
 
 __all__ = [
     "ArchiveRepository",
     "Attempt",
+    "Candidates",
     "DreamRepository",
     "FinderReport",
     "ImageryFinderRepository",
@@ -28,6 +31,9 @@ __all__ = [
     "OutboxEntry",
     "OutboxMessage",
     "OutboxRepository",
+    "PlanRepository",
+    "PlannedItem",
+    "StoredSlice",
     "StudyItem",
     "match_conditions",
 ]
