@@ -1,9 +1,10 @@
-"""A study's result on a terminal (rich tables), for the CLI and the demo."""
+"""A study's result and a load's summary on a terminal (rich tables), for the CLI and the demo."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
+from noctis.loader import LoadSummary
 from noctis.repositories import StudyItem
 from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, summary_rows
 
@@ -31,4 +32,23 @@ def items_table(
         table.add_column(column)
     for row in item_rows(items):
         table.add_row(*row)
+    return table
+
+
+def load_table(summary: LoadSummary) -> Table:
+    """What ``noctis archive load`` did: one row per file, and the totals."""
+    table = Table(title="Scenes loaded into the archive")
+    names = ("read", "inserted", "updated", "unchanged", "skipped")
+    for column in ("file", *names, "seconds", "items/s"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+
+    def row(label: str, counts: list[int], seconds: float) -> list[str]:
+        rate = f"{counts[0] / seconds:,.0f}" if seconds > 0 else "-"
+        return [label, *(f"{c:,}" for c in counts), f"{seconds:.2f}", rate]
+
+    for f in summary.files:
+        table.add_row(*row(f.path, [getattr(f, n) for n in names], f.seconds))
+    if len(summary.files) > 1:
+        totals = [summary.total(n) for n in names]
+        table.add_row(*row("all files", totals, summary.seconds), style="bold")
     return table

@@ -21,6 +21,7 @@ from noctis.repositories import (
     DreamRepository,
     ImageryFinderRepository,
     LookupRepository,
+    SceneRepository,
 )
 
 
@@ -30,6 +31,7 @@ class UnitOfWork:
     finders: ImageryFinderRepository
     archive: ArchiveRepository
     lookups: LookupRepository
+    scenes: SceneRepository
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -40,6 +42,7 @@ class UnitOfWork:
         self.finders = ImageryFinderRepository(self.session)
         self.archive = ArchiveRepository(self.session)
         self.lookups = LookupRepository(self.session)
+        self.scenes = SceneRepository(self.session)
         return self
 
     async def __aexit__(

@@ -4,6 +4,7 @@
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
 - :mod:`.geo`: areas and repairs as SQL expressions.
+- :mod:`.scenes`: scenes into the archive (``noctis archive load``): COPY, then one upsert.
 
 Repositories take a session and never commit: the unit of work
 (:mod:`noctis.unit_of_work`) owns the transaction.
@@ -12,6 +13,7 @@ Repositories take a session and never commit: the unit of work
 from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_conditions
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
+from noctis.repositories.scenes import SceneRepository, Written
 
 __all__ = [
     "ArchiveRepository",
@@ -21,6 +23,8 @@ __all__ = [
     "LinkResult",
     "LookupRepository",
     "MatchCriteria",
+    "SceneRepository",
     "StudyItem",
+    "Written",
     "match_conditions",
 ]
