@@ -10,7 +10,9 @@ The format follows the file's suffix:
   (never read whole); blank lines are ignored. Positions: ``items.ndjson:17`` (the line, from 1);
 - ``.parquet`` / ``.geoparquet``: **stac-geoparquet** (the ``geoparquet`` extra: pyarrow),
   streamed in record batches; the geometry is WKB, the top-level columns other than the STAC
-  fields are the properties. Positions: ``items.parquet:row 17`` (from 1).
+  fields are the properties. A column has a value in every row, so a null there is taken as an
+  absent property (``datetime`` excepted: null means a range, with ``start_datetime``).
+  Positions: ``items.parquet:row 17`` (from 1).
 
 Problems of one entry (a line that is not JSON, a truncated last line) come back as entries with
 an ``error``, so they are reported and skipped like any bad item. A file that cannot be read at
@@ -180,6 +182,8 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     properties = row.get("properties")
     item["properties"] = dict(properties) if isinstance(properties, dict) else {}
     item["properties"].update(
-        (k, v) for k, v in row.items() if k not in STAC_FIELDS and k != "properties"
+        (k, v)
+        for k, v in row.items()
+        if k not in STAC_FIELDS and k != "properties" and (v is not None or k == "datetime")
     )
     return item

@@ -200,6 +200,8 @@ def _json(properties: dict[str, Any]) -> str:
 
 def _json_default(value: Any) -> Any:
     """stac-geoparquet columns decode to timestamps, decimals and bytes: give them JSON forms."""
+    if isinstance(value, datetime) and value.utcoffset() is not None and not value.utcoffset():
+        return value.isoformat().replace("+00:00", "Z")  # as STAC writes UTC (RFC 3339)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -67,8 +67,11 @@ def write_parquet(path: Path, objects: Iterable[dict[str, Any]]) -> Path:
         row = {k: v for k, v in o.items() if k not in ("properties", "geometry", "assets", "links")}
         row["geometry"] = shapely.to_wkb(shapely.from_geojson(json.dumps(o["geometry"])))
         props = dict(o["properties"])
-        props["datetime"] = datetime.fromisoformat(props["datetime"])
+        for key in ("datetime", "start_datetime"):
+            if isinstance(props.get(key), str):
+                props[key] = datetime.fromisoformat(props[key])
         row.update(props)
         rows.append(row)
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    keys = list(dict.fromkeys(k for row in rows for k in row))  # every column, in every row
+    pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), path)
     return path
