@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.table import Table
 
 from noctis.loader import LoadSummary
@@ -36,19 +38,19 @@ def items_table(
 
 
 def load_table(summary: LoadSummary) -> Table:
-    """What ``noctis archive load`` did: one row per file, and the totals."""
+    """What ``noctis archive load`` did: one row per file (its name; ``--json`` has the paths)."""
     table = Table(title="Scenes loaded into the archive")
     names = ("read", "inserted", "updated", "unchanged", "skipped")
-    for column in ("file", *names, "seconds", "items/s"):
-        table.add_column(column, justify="left" if column == "file" else "right")
+    for column in ("file", *names, "s", "items/s"):
+        table.add_column(column, justify="left" if column == "file" else "right", no_wrap=True)
 
     def row(label: str, counts: list[int], seconds: float) -> list[str]:
         rate = f"{counts[0] / seconds:,.0f}" if seconds > 0 else "-"
         return [label, *(f"{c:,}" for c in counts), f"{seconds:.2f}", rate]
 
     for f in summary.files:
-        table.add_row(*row(f.path, [getattr(f, n) for n in names], f.seconds))
+        table.add_row(*row(Path(f.path).name, [getattr(f, n) for n in names], f.seconds))
     if len(summary.files) > 1:
         totals = [summary.total(n) for n in names]
-        table.add_row(*row("all files", totals, summary.seconds), style="bold")
+        table.add_row(*row("total", totals, summary.seconds), style="bold")
     return table
