@@ -46,16 +46,17 @@ def footprint(geometry: Any) -> shapely.Geometry:
     if geometry is None:
         raise BadItem("no geometry (null): an archive item needs a footprint")
     if isinstance(geometry, bytes):  # stac-geoparquet
-        shape = _from_wkb(geometry)
+        shape = shapely.force_2d(_from_wkb(geometry))
+        rings = [shapely.get_coordinates(r) for r in shapely.get_rings(shapely.get_parts(shape))]
     elif isinstance(geometry, dict):
-        shape = _from_geojson(geometry)
+        shape, rings = _from_geojson(geometry)
     else:
         raise BadItem(f"geometry must be a GeoJSON object, not {type(geometry).__name__}")
-    if shapely.is_empty(shape):
+    if not rings or shapely.is_empty(shape):
         raise BadItem("empty geometry: an archive item needs a footprint")
-    shape = shapely.force_2d(shape)
-    _check_positions(shapely.get_coordinates(shape))
-    if _crosses_antimeridian(shape):
+    xy = rings[0] if len(rings) == 1 else np.concatenate(rings)
+    _check_positions(xy)
+    if any(_crosses(ring[:, 0]) for ring in rings):
         shape = _split(shape)
     reason = shapely.is_valid_reason(shape)
     if reason != "Valid Geometry":
@@ -75,7 +76,10 @@ def _from_wkb(data: bytes) -> shapely.Geometry:
     return shape
 
 
-def _from_geojson(geometry: dict[str, Any]) -> shapely.Geometry:
+Rings = list[npt.NDArray[np.float64]]
+
+
+def _from_geojson(geometry: dict[str, Any]) -> tuple[shapely.Geometry, Rings]:
     kind = geometry.get("type")
     if kind in OTHER_TYPES:
         raise BadItem(f"a {kind} geometry: a footprint must be a Polygon or MultiPolygon")
@@ -85,17 +89,14 @@ def _from_geojson(geometry: dict[str, Any]) -> shapely.Geometry:
     if not isinstance(coordinates, list):
         raise BadItem(f"malformed {kind}: its coordinates must be an array")
     if kind == "Polygon":
-        return _polygon(coordinates, kind)
+        rings = [_ring(ring, kind) for ring in coordinates]
+        shape = shapely.polygons(rings[0], holes=rings[1:] or None) if rings else None
+        return shape or shapely.Polygon(), rings
     if not all(isinstance(part, list) for part in coordinates):
         raise BadItem("malformed MultiPolygon: each part must be an array of rings")
-    return shapely.multipolygons([_polygon(part, kind) for part in coordinates])
-
-
-def _polygon(rings: list[Any], kind: str) -> shapely.Geometry:
-    if not rings:
-        return shapely.Polygon()
-    arrays = [_ring(ring, kind) for ring in rings]
-    return shapely.polygons(arrays[0], holes=arrays[1:] or None)
+    parts = [[_ring(ring, kind) for ring in part] for part in coordinates]
+    polygons = [shapely.polygons(p[0], holes=p[1:] or None) for p in parts if p]
+    return shapely.multipolygons(polygons), [ring for part in parts for ring in part]
 
 
 def _ring(ring: Any, kind: str) -> npt.NDArray[np.float64]:
@@ -136,15 +137,13 @@ def _check_positions(xy: npt.NDArray[np.float64]) -> None:
         raise BadItem(f"latitude {worst:g} is out of range: [lon, lat] in EPSG:4326 need -90..90")
 
 
-def _crosses_antimeridian(shape: shapely.Geometry) -> bool:
+def _crosses(x: npt.NDArray[np.float64]) -> bool:
     """Whether an edge spans more than 180° of longitude (edges along ±180 itself do not)."""
-    for ring in shapely.get_rings(shapely.get_parts(shape)):
-        x = shapely.get_coordinates(ring)[:, 0]
-        x1, x2 = x[:-1], x[1:]
-        seam = (np.abs(x1) == LON_MAX) & (np.abs(x2) == LON_MAX)
-        if bool(((np.abs(x2 - x1) > LON_MAX) & ~seam).any()):
-            return True
-    return False
+    x1, x2 = x[:-1], x[1:]
+    wide = np.abs(x2 - x1) > LON_MAX
+    return bool(wide.any()) and bool(
+        (wide & ~((np.abs(x1) == LON_MAX) & (np.abs(x2) == LON_MAX))).any()
+    )
 
 
 def _split(shape: shapely.Geometry) -> shapely.Geometry:

@@ -38,19 +38,15 @@ __all__ = ["BadItem", "SceneRow", "item_id", "parse_item"]
 
 @dataclass(frozen=True, slots=True)
 class SceneRow:
-    """An ``archive_item`` row from a checked STAC item; ``footprint`` is WKB (SRID 4326)."""
+    """An ``archive_item`` row from a checked STAC item; the footprint in EPSG:4326."""
 
     external_id: str
     collection: str
-    footprint: bytes
+    footprint: shapely.Geometry
     acquired_at: datetime
     cloud_cover: float | None
     gsd: float | None
     properties: str
-
-    @property
-    def geometry(self) -> shapely.Geometry:
-        return shapely.from_wkb(self.footprint)
 
 
 def item_id(item: Any) -> str | None:
@@ -89,7 +85,7 @@ def parse_item(item: Any, *, collections: frozenset[str] | None = None) -> Scene
     return SceneRow(
         external_id=external_id,
         collection=collection,
-        footprint=shapely.to_wkb(geometry),
+        footprint=geometry,
         acquired_at=acquired_at,
         cloud_cover=cloud_cover,
         gsd=gsd,

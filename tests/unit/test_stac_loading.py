@@ -278,7 +278,7 @@ def test_the_mapping_of_an_item_to_a_row() -> None:
         "start_datetime": "2024-05-01T10:00:00Z",
         "extra": {"k": [1, 2]},
     }
-    assert row.geometry.equals(shapely.box(2, 48, 3, 49))
+    assert row.footprint.equals(shapely.box(2, 48, 3, 49))
 
 
 def test_a_null_datetime_takes_start_datetime_in_utc() -> None:
@@ -294,20 +294,20 @@ def test_unknown_cloud_cover_and_gsd_are_null() -> None:
 
 def test_a_footprint_across_the_antimeridian_is_split_at_180() -> None:
     row = parse_item(item("A", coordinates=ACROSS))
-    parts = shapely.get_parts(row.geometry)
-    assert row.geometry.geom_type == "MultiPolygon" and len(parts) == 2
+    parts = shapely.get_parts(row.footprint)
+    assert row.footprint.geom_type == "MultiPolygon" and len(parts) == 2
     assert sorted(tuple(p.bounds) for p in parts) == [
         (-180.0, -1.0, -179.0, 1.0),
         (179.0, -1.0, 180.0, 1.0),
     ]
-    assert row.geometry.is_valid
+    assert row.footprint.is_valid
 
 
 def test_a_clockwise_footprint_across_the_antimeridian_is_split_the_same() -> None:
     clockwise = [list(reversed(ACROSS[0]))]
     row = parse_item(item("A", coordinates=clockwise))
-    assert row.geometry.normalize().equals(
-        parse_item(item("A", coordinates=ACROSS)).geometry.normalize()
+    assert row.footprint.normalize().equals(
+        parse_item(item("A", coordinates=ACROSS)).footprint.normalize()
     )
 
 
@@ -318,12 +318,12 @@ def test_a_footprint_already_split_or_on_180_is_kept() -> None:
     ]}  # fmt: skip
     obj = item("A")
     obj["geometry"] = split
-    assert parse_item(obj).geometry.equals(shapely.from_geojson(json.dumps(split)))
+    assert parse_item(obj).footprint.equals(shapely.from_geojson(json.dumps(split)))
 
 
 def test_a_height_is_dropped() -> None:
     row = parse_item(item("A", coordinates=[[[2, 48, 5], [3, 48, 5], [3, 49, 5], [2, 48, 5]]]))
-    assert not row.geometry.has_z
+    assert not row.footprint.has_z
 
 
 def test_bad_item_carries_its_reason() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import shapely
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,9 +91,9 @@ class SceneRepository:
             await self._session.execute(_CREATE_STAGE)  # also opens the transaction
             await self._session.execute(_EMPTY_STAGE)
             driver = await self._driver()
-            await driver.copy_records_to_table(
-                STAGE, records=[_record(row) for row in rows], columns=list(COLUMNS)
-            )
+            footprints = shapely.to_wkb([row.footprint for row in rows]).tolist()
+            records = [_record(row, wkb) for row, wkb in zip(rows, footprints, strict=True)]
+            await driver.copy_records_to_table(STAGE, records=records, columns=list(COLUMNS))
             counts = (await self._session.execute(UPSERT)).one()
         inserted, updated = int(counts.inserted), int(counts.updated)
         return Written(inserted, updated, len(rows) - inserted - updated)
@@ -104,11 +105,11 @@ class SceneRepository:
         return raw.driver_connection
 
 
-def _record(row: SceneRow) -> tuple[Any, ...]:
+def _record(row: SceneRow, footprint: bytes) -> tuple[Any, ...]:
     return (
         row.external_id,
         row.collection,
-        row.footprint,
+        footprint,
         row.acquired_at,
         row.cloud_cover,
         row.gsd,
