@@ -140,6 +140,7 @@ def archive_load(
         typer.Argument(
             help="STAC files: .json (ItemCollection), .ndjson/.jsonl, .parquet (stac-geoparquet).",
             show_default=False,
+            metavar="PATH",
         ),
     ],
     collection: Annotated[
