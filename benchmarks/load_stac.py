@@ -181,13 +181,16 @@ def run(size: int, baseline: int, server_url: str | None) -> str:
 
 def report(results: dict[str, tuple[int, float]], size: int, mb: float, load: float) -> str:
     fresh = results["loader (fresh)"]
+    baseline = results["per-row upsert (fresh)"][0]
     lines = [
         BEGIN,
         "## Loading STAC items (`benchmarks/load_stac.py`)",
         "",
-        f"`uv run python -m benchmarks.load_stac --size {size} --write`, "
+        f"`uv run python -m benchmarks.load_stac --size {size} --baseline-size {baseline} "
+        "--write`, "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other jobs (load "
-        f"average {load:.1f} at the start), Python {platform.python_version()}, a durable "
+        f"average {load:.1f} at the start: the ratios, measured side by side, say more than "
+        f"the absolute rates), Python {platform.python_version()}, a durable "
         f"private cluster (fsync on). {size:,} synthetic items as ndjson ({mb:.0f} MB); every "
         "number from this one run, each measured once, end to end (read, parse, check, write, "
         "commit).",
