@@ -330,3 +330,29 @@ def test_bad_item_carries_its_reason() -> None:
     with pytest.raises(BadItem) as caught:
         parse_item(item("A", gsd="ten"))
     assert caught.value.reason == 'gsd must be a number, not a string ("ten")'
+
+
+def test_geoparquet_geometry_is_checked_like_geojson(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {"id": "P", "collection": "c", "datetime": "2024-05-01T00:00:00Z", "geometry": g}
+        for g in (
+            shapely.to_wkb(shapely.Point(2, 48)),
+            shapely.to_wkb(shapely.box(179, 0, 181, 1)),
+            b"\x01\x02",
+        )
+    ]
+    for i, row in enumerate(rows):
+        row["id"] = f"P{i}"
+    path = tmp_path / "items.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(InvalidItems) as caught:
+        check_file(path)
+    assert [p.split(": ", 1)[1] for p in caught.value.problems] == [
+        "a Point geometry: a footprint must be a Polygon or MultiPolygon",
+        "longitude 181 is out of range: [lon, lat] in EPSG:4326 need -180..180",
+        caught.value.problems[2].split(": ", 1)[1],
+    ]
+    assert caught.value.problems[2].startswith(f"{path}:row 3 (id P2): malformed geometry (WKB)")
