@@ -1,5 +1,6 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; plan and
-export a study; deliver and inspect the notification outbox; the demo.
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; load STAC
+scenes into the archive; plan and export a study; deliver and inspect the notification outbox;
+the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
 traceback: Noctis' own errors carry their message, and the command says what it was doing.
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from noctis import __version__
-from noctis.errors import NoctisError
+from noctis.errors import LoaderError, NoctisError
 
 if TYPE_CHECKING:
     from noctis.outbox import OpenUnitOfWork
@@ -38,6 +39,8 @@ db_app = typer.Typer(help="The Atlas database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 outbox_app = typer.Typer(help="The notifications for Augur (the outbox).", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+archive_app = typer.Typer(help="The archive of scenes (archive_item).", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
 
 console = Console()
 err = Console(stderr=True)
@@ -62,6 +65,8 @@ def _one_line(what: str) -> Iterator[None]:
         yield
     except NoctisError as e:
         err.print(f"[red]{what}:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        for note in getattr(e, "__notes__", ()):
+            err.print(escape(note), soft_wrap=True, highlight=False)
         raise typer.Exit(1) from e
 
 
@@ -188,6 +193,86 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     with _one_line(f"Could not migrate Atlas at {where}"):
         migrate.upgrade(settings, revision)
     console.print(f"Atlas at {where} is at {revision}")
+
+
+@archive_app.command("load")
+def archive_load(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="STAC files: .json (ItemCollection), .ndjson/.jsonl, .parquet (stac-geoparquet).",
+            show_default=False,
+            metavar="PATH",
+        ),
+    ],
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection", help="Allow only this collection (repeat for several); others are bad."
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Load the good items of a file with bad ones (reported)."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Items per COPY and upsert.")
+    ] = 10_000,
+    commit_each_batch: Annotated[
+        bool,
+        typer.Option(
+            "--commit-each-batch", help="Commit every batch, not once per file (huge files)."
+        ),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only read and check the items; write nothing.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Load STAC items into the archive: checked, idempotent on the item id, in batches."""
+    import json
+
+    from rich.progress import MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
+
+    from noctis.console import load_table
+    from noctis.loader import LoadOptions, check_files, load_files
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    tasks: dict[Path, TaskID] = {}
+
+    def progress(path: Path, done: int, total: int | None) -> None:
+        if path not in tasks:
+            tasks[path] = bar.add_task(path.name, total=total)
+        bar.update(tasks[path], completed=done, total=total)
+
+    def report(line: str) -> None:
+        err.print(f"[yellow]skipped[/yellow] {escape(line)}", soft_wrap=True, highlight=False)
+
+    options = LoadOptions(
+        collections=frozenset(collection) if collection else None,
+        skip_invalid=skip_invalid,
+        batch_size=batch_size,
+        commit_each_batch=commit_each_batch,
+        progress=progress,
+        report=report,
+    )
+    with _one_line("Load failed"), bar:
+        try:
+            if check:
+                summary = check_files(paths, options)
+            else:
+                summary = asyncio.run(load_files(paths, options=options))
+        except LoaderError as e:
+            if e.loaded:  # said after the reason, by _one_line
+                e.add_note(f"Loaded before it (committed): {', '.join(e.loaded)}")
+            raise
+    if json_output:
+        sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
+    else:
+        console.print(load_table(summary))
 
 
 @app.command()

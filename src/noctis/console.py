@@ -1,13 +1,15 @@
-"""A study's result, its coverage plan and the outbox on a terminal (rich tables), for the CLI
-and the demo."""
+"""A study's result, its coverage plan, the outbox and a load's summary on a terminal (rich
+tables), for the CLI and the demo."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from rich.table import Table
 
+from noctis.loader import LoadSummary
 from noctis.outbox import OutboxStatus
 from noctis.plans import StudyPlan
 from noctis.repositories import StudyItem
@@ -117,3 +119,22 @@ def plan_tables(planned: StudyPlan) -> list[Table]:
             )
         tables.append(scenes)
     return tables
+
+
+def load_table(summary: LoadSummary) -> Table:
+    """What ``noctis archive load`` did: one row per file (its name; ``--json`` has the paths)."""
+    table = Table(title="Scenes loaded into the archive")
+    names = ("read", "inserted", "updated", "unchanged", "skipped")
+    for column in ("file", *names, "s", "items/s"):
+        table.add_column(column, justify="left" if column == "file" else "right", no_wrap=True)
+
+    def row(label: str, counts: list[int], seconds: float) -> list[str]:
+        rate = f"{counts[0] / seconds:,.0f}" if seconds > 0 else "-"
+        return [label, *(f"{c:,}" for c in counts), f"{seconds:.2f}", rate]
+
+    for f in summary.files:
+        table.add_row(*row(Path(f.path).name, [getattr(f, n) for n in names], f.seconds))
+    if len(summary.files) > 1:
+        totals = [summary.total(n) for n in names]
+        table.add_row(*row("total", totals, summary.seconds), style="bold")
+    return table

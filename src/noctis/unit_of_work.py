@@ -23,6 +23,7 @@ from noctis.repositories import (
     LookupRepository,
     OutboxRepository,
     PlanRepository,
+    SceneRepository,
 )
 
 
@@ -34,6 +35,7 @@ class UnitOfWork:
     lookups: LookupRepository
     outbox: OutboxRepository
     plans: PlanRepository
+    scenes: SceneRepository
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -46,6 +48,7 @@ class UnitOfWork:
         self.lookups = LookupRepository(self.session)
         self.outbox = OutboxRepository(self.session)
         self.plans = PlanRepository(self.session)
+        self.scenes = SceneRepository(self.session)
         return self
 
     async def __aexit__(

@@ -7,6 +7,7 @@
 - :mod:`.geo`: areas and repairs as SQL expressions.
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).
+- :mod:`.scenes`: scenes into the archive (``noctis archive load``): COPY, then one upsert.
 
 Repositories take a session and never commit: the unit of work
 (:mod:`noctis.unit_of_work`) owns the transaction.
@@ -17,6 +18,7 @@ from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFi
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
 from noctis.repositories.plans import Candidates, PlannedItem, PlanRepository, StoredSlice
+from noctis.repositories.scenes import SceneRepository, Written
 
 __all__ = [
     "ArchiveRepository",
@@ -33,7 +35,9 @@ __all__ = [
     "OutboxRepository",
     "PlanRepository",
     "PlannedItem",
+    "SceneRepository",
     "StoredSlice",
     "StudyItem",
+    "Written",
     "match_conditions",
 ]
