@@ -242,6 +242,10 @@ print(json.dumps({
     "server_auth_string": secret(p.server.api.auth_string),
     "database_url": secret(p.server.database.connection_url),
     "ui_api_url": p.server.ui.api_url,
+    "db_pool_size": p.server.database.sqlalchemy.pool_size,
+    "db_connection_timeout": p.server.database.connection_timeout,
+    "db_timeout": p.server.database.timeout,
+    "home": str(p.home),
     "worker_query_seconds": p.worker.query_seconds,
     "heartbeat_frequency": p.flows.heartbeat_frequency,
     "atlas_url": n.atlas_url.render_as_string(hide_password=False),
@@ -365,6 +369,13 @@ def test_published_ports_bind_to_loopback_unless_the_operator_says_otherwise() -
     assert exposed["prefect-server"]["ports"] == ["0.0.0.0:4200:4200"]
     for port in _service("augur", AUGUR_OVERRIDE)["ports"]:
         assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_every_service_rotates_its_logs() -> None:
+    for name, service in _raw_compose()["services"].items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] and logging["options"]["max-file"], name
 
 
 def test_prefect_server_runs_as_non_root_with_a_writable_home() -> None:
@@ -620,6 +631,10 @@ def test_server_environment_loads_in_prefect_settings(tmp_path: Path) -> None:
     )
     assert loaded["server_auth_string"] is None, "basic auth must stay off while unset"
     assert loaded["ui_api_url"] == "http://localhost:4200/api"
+    assert loaded["db_pool_size"] == 15
+    assert loaded["db_connection_timeout"] == 30
+    assert loaded["db_timeout"] == 30
+    assert loaded["home"] == "/tmp/prefect"
 
 
 def test_basic_auth_reaches_the_server_and_every_client(tmp_path: Path) -> None:
