@@ -183,6 +183,17 @@ class Atlas:
             )
             return [int(r[0]) for r in rows]
 
+    def lookups_all(self) -> list[tuple[int, int, int, float | None]]:
+        """Every lookup row: (dream, finder, item, coverage)."""
+        with self.connect() as conn:
+            return [
+                (int(d), int(f), int(i), c)
+                for d, f, i, c in conn.execute(
+                    "SELECT dream_id, imagery_finder_id, archive_item_id, coverage "
+                    "FROM archive_lookup_item"
+                )
+            ]
+
     def coverage_mismatches(self, study: Study) -> int:
         return int(self.scalar(COVERAGE_MISMATCHES, {"dream": study.dream, "finder": study.finder}))
 

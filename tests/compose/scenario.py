@@ -24,9 +24,10 @@ Steps (each prints what it measured):
  6. ``docker compose restart atlas-postgres`` while 12 studies run (when several are RUNNING,
     and again while some remain, up to three times): they retry and all complete; nothing
     duplicated or lost.
- 7. The backups of deploy/README.md (pg_dump of both databases; Atlas' dump restored next to
-    it, same rows); ``docker compose down`` then ``up -d --wait``: the deployment, the work
-    pool and the Atlas rows are still there, and a study still runs.
+ 7. The backups of deploy/README.md: pg_dump of both databases, Atlas' dump restored next to
+    it (same rows), then Atlas dropped and restored from it for real (every row back);
+    ``docker compose down`` then ``up -d --wait``: the deployment, the work pool and the Atlas
+    rows are still there, and a study still runs.
  8. No secret in any container's logs; image sizes; ``docker compose down -v`` whatever happened.
 """
 
@@ -475,31 +476,46 @@ class Scenario:
                 f"one notification per run")  # fmt: skip
 
     def backups(self) -> None:
-        """deploy/README.md's backup commands, and a restore of Atlas' dump next to it."""
+        """deploy/README.md's backup and restore commands, run as they are written there."""
         dump = 'pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc'
         atlas = self.stack.exec("atlas-postgres", dump)
         prefect = self.stack.exec("postgres", dump)
         listed = self.stack.exec("postgres", "pg_restore --list", stdin=prefect).decode()
-        assert "TABLE DATA public flow_run " in listed, "no flow runs in Prefect's dump"
+        assert "TABLE DATA public flow_run " in listed, "Prefect's dump has no flow_run table"
         self.stack.exec(
             "atlas-postgres",
             'createdb -U "$POSTGRES_USER" restore_check '
             '&& pg_restore -U "$POSTGRES_USER" -d restore_check --no-owner --exit-on-error',
             stdin=atlas,
         )
+        counts = self.atlas.counts()
         restored = self.stack.exec(
             "atlas-postgres",
             'psql -U "$POSTGRES_USER" -d restore_check -Atc '
             '"SELECT (SELECT count(*) FROM archive_item), (SELECT count(*) FROM '
             'archive_lookup_item)" && dropdb -U "$POSTGRES_USER" restore_check',
         ).decode()
-        counts = self.atlas.counts()
         assert restored.split() == [f"{counts['archive_item']}|{counts['archive_lookup_item']}"], (
             restored
         )
         sizes = f"{len(atlas) / 1e6:.1f} MB and {len(prefect) / 1e6:.1f} MB"
         say(f"   pg_dump of Atlas and of Prefect's database ({sizes}); Atlas' restored")
         say("   into a new database next to it: the same rows")
+
+        # The real restore, as deploy/README.md gives it: what writes stopped, the database
+        # recreated from the dump, the stack up again; every row back.
+        lookups = sorted(self.atlas.lookups_all())
+        self.stack.compose("stop", "prefect-worker", "prefect-server", timeout=120)
+        self.stack.exec(
+            "atlas-postgres",
+            'dropdb -U "$POSTGRES_USER" --force "$POSTGRES_DB" '
+            '&& createdb -U "$POSTGRES_USER" "$POSTGRES_DB" '
+            '&& pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --no-owner --exit-on-error',
+            stdin=atlas,
+        )
+        self.stack.compose("up", "-d", "--wait", timeout=600)
+        assert self.atlas.counts() == counts and sorted(self.atlas.lookups_all()) == lookups
+        say("   Atlas dropped and restored from its dump (workers stopped): every row back")
 
     def down_and_up(self) -> None:
         with step("7. backups; docker compose down, then up -d --wait: state survives"):
