@@ -72,7 +72,7 @@ ZOMBIE_TIMEOUT = 240  # the automation's 90 s window + heartbeat interval + eval
 # minutes, more on a machine shared with other work. Generous bounds; the summary prints
 # what it took.
 RUN_TIMEOUT = 300
-BURST_TIMEOUT = 900
+BURST_TIMEOUT = 1200
 NOTIFY_PATH = "/api/v1/dreams/{dream_pk}/divinations/continue"
 
 timings: dict[str, float] = {}
@@ -315,6 +315,10 @@ class Scenario:
             )
             self.deployment_id = str(self.api.deployment()["id"])
             say(f"   deployment imagery-finder-study/default {self.deployment_id}, worker online")
+            port = self.ports["PREFECT_PUBLISHED_PORT"]
+            ui = httpx.get(f"http://127.0.0.1:{port}/", timeout=30, follow_redirects=True)
+            assert ui.status_code == 200 and "<html" in ui.text.lower(), ui.status_code
+            say(f"   the Prefect UI answers on 127.0.0.1:{port} (served as uid 10001)")
             self.check_non_root()
 
     def load_archive(self) -> None:
