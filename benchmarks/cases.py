@@ -16,7 +16,7 @@ from typing import Final
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from noctis.synthetic import City, city, city_aoi, country_aoi, point_aoi, region_aoi
+from noctis.devtools.synthetic import City, city, city_aoi, country_aoi, point_aoi, region_aoi
 
 PLACE: Final[City] = city("Munich")
 

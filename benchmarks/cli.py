@@ -21,7 +21,9 @@ from pathlib import Path
 
 from benchmarks import cases as C
 from benchmarks.db import parse_size
-from benchmarks.runner import OUT_DIR, RESULTS_MD, Config, Results, run
+from benchmarks.report import render
+from benchmarks.results import OUT_DIR, RESULTS_MD, Config, Results
+from benchmarks.runner import run
 
 FULL_SIZES = [100_000, 1_000_000, 5_000_000]
 FLOW_CASES = tuple(
@@ -91,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = "uv run python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "report":
-        from benchmarks.report import render
-
         results = Results.from_json(args.json.read_text())
         target = args.results or (
             RESULTS_MD if results.mode == "full" else args.json.parent / "RESULTS-quick.md"

@@ -1,6 +1,6 @@
 """The PostGIS server, the archive builds and the machine facts.
 
-The server is a private cluster (:class:`noctis.localdb.LocalPostgis`) started
+The server is a private cluster (:class:`noctis.devtools.localdb.LocalPostgis`) started
 **durable** (``fast=False``: fsync, synchronous_commit and full_page_writes
 on, as in production), unless a server URL is given. Every commit then waits
 for its WAL flush, as a worker's commit would; the load is timed with the same
@@ -26,9 +26,10 @@ import asyncpg
 from sqlalchemy.engine import URL, make_url
 
 from noctis import migrate
-from noctis.localdb import LocalPostgis
+from noctis.db import libpq_dsn
+from noctis.devtools.localdb import LocalPostgis
+from noctis.devtools.synthetic import ArchiveSpec, load_archive_url
 from noctis.settings import Settings
-from noctis.synthetic import ArchiveSpec, load_archive_url
 
 GIST_INDEX = "ix_archive_item_footprint_acquired_at"
 PACKAGES = (
@@ -56,11 +57,6 @@ SERVER_SETTINGS = (
     "max_parallel_workers_per_gather",
     "autovacuum",
 )
-
-
-def dsn(url: URL) -> str:
-    """A libpq-style DSN (``postgresql://``) for asyncpg."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def settings_for(url: URL) -> Settings:
@@ -137,7 +133,7 @@ class Build:
 
 
 async def create_database(admin_url: URL, name: str) -> URL:
-    conn = await asyncpg.connect(dsn(admin_url))
+    conn = await asyncpg.connect(libpq_dsn(admin_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -147,7 +143,7 @@ async def create_database(admin_url: URL, name: str) -> URL:
 
 
 async def drop_database(admin_url: URL, name: str) -> None:
-    conn = await asyncpg.connect(dsn(admin_url))
+    conn = await asyncpg.connect(libpq_dsn(admin_url))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -176,7 +172,7 @@ async def build_archive(
     await asyncio.to_thread(migrate.upgrade, settings_for(url))
     build.migrate_s = time.perf_counter() - started
 
-    conn = await asyncpg.connect(dsn(url))
+    conn = await asyncpg.connect(libpq_dsn(url))
     try:
         index_def = await conn.fetchval("SELECT pg_get_indexdef($1::regclass)", GIST_INDEX)
         build.index_def = str(index_def)
@@ -192,7 +188,7 @@ async def build_archive(
                 marks["next"] = share + 0.25
 
         started = time.perf_counter()
-        build.rows = await load_archive_url(dsn(url), spec, progress=progress)
+        build.rows = await load_archive_url(url, spec, progress=progress)
         build.copy_s = time.perf_counter() - started
         log(f"  COPY {build.rows:,} rows: {build.copy_s:.1f} s")
 
@@ -303,7 +299,7 @@ async def machine_facts(url: URL, server_origin: str) -> Machine:
         "Noctis source": await asyncio.to_thread(source_state),
     }
     machine.source_files = await asyncio.to_thread(source_files)
-    conn = await asyncpg.connect(dsn(url))
+    conn = await asyncpg.connect(libpq_dsn(url))
     try:
         machine.facts["PostgreSQL"] = str(await conn.fetchval("SHOW server_version"))
         machine.facts["PostGIS"] = str(await conn.fetchval("SELECT postgis_full_version()"))

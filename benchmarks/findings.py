@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from benchmarks import cases as C
 from benchmarks.db import size_label
-from benchmarks.runner import Results
+from benchmarks.results import Results
 from benchmarks.stats import Measurement, fmt_s, ratio
 from benchmarks.targets import (
     FLOW_OVERHEAD_MAX_S,

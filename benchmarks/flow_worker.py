@@ -1,6 +1,6 @@
 """The flow, run end to end in its own process: ``python -m benchmarks.flow_worker SPEC OUT``.
 
-SPEC is a JSON file: ``{"url", "runs", "warmups", "cases": [{"key", "finder_id",
+SPEC is a JSON file: ``{"url", "dsn", "runs", "warmups", "cases": [{"key", "finder_id",
 "dream_id", "matches"}, ...]}``. The worker points Noctis at the database
 (``ATLAS_DB_URL``, Augur off), starts Prefect's test harness (a temporary
 server in a subprocess of its own, so its memory is not ours), and calls the
@@ -149,8 +149,7 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
             if i >= int(spec["warmups"]):
                 reference[name].append(time.perf_counter() - started)
 
-    dsn = str(spec["url"]).replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(str(spec["dsn"]))
     out: dict[str, Any] = {"cases": [], "reference": reference}
     try:
         out["rss_before_first_flow_mb"] = current_rss_mb()

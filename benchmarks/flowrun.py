@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from benchmarks.matching import Study
+from noctis.db import libpq_dsn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,6 +119,7 @@ async def run_flows(
     ordered = sorted(studies, key=lambda s: (s.matches, s.case))
     spec = {
         "url": url.render_as_string(hide_password=False),
+        "dsn": libpq_dsn(url),
         "runs": runs,
         "warmups": warmups,
         "cases": [

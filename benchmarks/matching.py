@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import (
 
 from benchmarks import sql
 from benchmarks.cases import Case, aoi_ewkb
-from benchmarks.db import dsn, settings_for
+from benchmarks.db import settings_for
 from benchmarks.stats import Measurement, measure_interleaved
-from noctis.db import APPLICATION_NAME, make_engine, make_session_factory
+from noctis.db import APPLICATION_NAME, libpq_dsn, make_engine, make_session_factory
 from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import coverage_expression, match_conditions
 from noctis.study import CheckedStudy, check_study, link_study
@@ -156,11 +156,11 @@ class Bench:
         # per checkout).
         self.engine_no_ping = _engine_like_noctis(settings, pre_ping=False)
         self.factory_no_ping = make_session_factory(self.engine_no_ping)
-        self.admin = await asyncpg.connect(dsn(self.url))
+        self.admin = await asyncpg.connect(libpq_dsn(self.url))
         # The floor's connection: the planner sees parameter values like literals, and JIT is
         # off, as Noctis sets both for its statements.
         self.raw = await asyncpg.connect(
-            dsn(self.url),
+            libpq_dsn(self.url),
             server_settings={
                 "plan_cache_mode": "force_custom_plan",
                 "jit": "off",
@@ -169,7 +169,7 @@ class Bench:
         )
         # The comparison: the same with the server's default, JIT on.
         self.raw_jit_on = await asyncpg.connect(
-            dsn(self.url),
+            libpq_dsn(self.url),
             server_settings={"plan_cache_mode": "force_custom_plan", "statement_timeout": "0"},
         )
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._on_execute)
@@ -202,7 +202,7 @@ class Bench:
         )
         dream_id = await self.new_dream(f"bench {case.key}")
         async with UnitOfWork(self.factory) as uow:
-            checked = await check_study(uow, finder_pk=int(finder_id), dream_pk=dream_id)
+            checked = await check_study(uow, finder_id=int(finder_id), dream_id=dream_id)
         return Study(case, int(finder_id), dream_id, checked, ewkb)
 
     async def new_dream(self, name: str) -> int:
@@ -379,7 +379,7 @@ class Bench:
 
     async def check(self, study: Study) -> int:
         async with UnitOfWork(self.factory) as uow:
-            checked = await check_study(uow, finder_pk=study.finder_id, dream_pk=study.dream_id)
+            checked = await check_study(uow, finder_id=study.finder_id, dream_id=study.dream_id)
         return checked.finder_id
 
     # ------------------------------------------------------------------ timing

@@ -20,8 +20,9 @@ import asyncpg
 
 from benchmarks import sql
 from benchmarks.cases import Case
-from benchmarks.db import GIST_INDEX, dsn
+from benchmarks.db import GIST_INDEX
 from benchmarks.matching import Bench, Study
+from noctis.db import libpq_dsn
 
 EXTRA_INDEXES: dict[str, str] = {
     "ix_bench_archive_item_footprint": (
@@ -207,7 +208,7 @@ async def plan_strategies(
         try:
             for _, mode, join in strategies:
                 conn = await asyncpg.connect(
-                    dsn(bench.url), server_settings={"plan_cache_mode": mode, "jit": "off"}
+                    libpq_dsn(bench.url), server_settings={"plan_cache_mode": mode, "jit": "off"}
                 )
                 stmt = await conn.prepare(sql.join_finder(False) if join else sql.floor(False))
                 prepared.append((conn, stmt, join))

@@ -12,7 +12,7 @@ from benchmarks import cases as C
 from benchmarks.db import size_label
 from benchmarks.findings import findings
 from benchmarks.plans import INDEX_VARIANTS
-from benchmarks.runner import Results
+from benchmarks.results import Results
 from benchmarks.stats import Measurement, fmt_rate, fmt_ratio, fmt_s, ratio, spread
 from benchmarks.targets import (
     Ratio,

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from benchmarks import cases as C
 from benchmarks.db import (
-    Build,
-    Machine,
     build_archive,
     drop_database,
     machine_facts,
@@ -24,113 +19,11 @@ from benchmarks.db import (
     source_files,
     source_state,
 )
-from benchmarks.flowrun import FlowReport, run_flows
-from benchmarks.matching import Bench, Caps, Study, measure_case
-from benchmarks.plans import (
-    Explain,
-    IndexBuild,
-    IndexRun,
-    PlanRun,
-    explain_link,
-    index_choice,
-    plan_strategies,
-)
-from benchmarks.stats import Measurement
-
-BENCH_DIR = Path(__file__).resolve().parent
-OUT_DIR = BENCH_DIR / "out"
-RESULTS_MD = BENCH_DIR / "RESULTS.md"
-
-
-@dataclass
-class Config:
-    sizes: list[int]
-    runs: int = 5
-    warmups: int = 1
-    quick: bool = False
-    out_dir: Path = OUT_DIR
-    results_md: Path = RESULTS_MD
-    server_url: str | None = None
-    durable: bool = True
-    matrix: tuple[C.Case, ...] = C.ALL_CASES
-    typical: bool = True
-    candidates: bool = True
-    candidate_size: int | None = None
-    """Where the candidate statements run: None = 1M if measured, else the largest size."""
-    flow: bool = True
-    flow_cases: tuple[C.Case, ...] | None = None
-    """None: the flow runs on every matrix case at the largest size."""
-    plans: bool = True
-    plan_executions: int = 10
-    caps: Caps = field(default_factory=Caps)
-    keep: bool = False
-    command: str = ""
-    max_runs: int = 20
-    """Cheap groups get more timed runs: as many as fit in ``group_budget_s``, up to this."""
-    group_budget_s: float = 6.0
-    quiet_wait_s: float = 0.0
-    """Before each archive, wait up to this long for the 1-minute load average to drop < 1."""
-
-    def matrix_for(self, size: int) -> tuple[C.Case, ...]:
-        """The full matrix at 1M items and more (and when only one size runs);
-        below that, the scaling case alone."""
-        if size >= 1_000_000 or len(self.sizes) == 1:
-            return self.matrix
-        return (C.SCALING_CASE,)
-
-
-@dataclass
-class Results:
-    mode: str
-    command: str
-    started_at: str
-    finished_at: str = ""
-    wall_s: float = 0.0
-    config: dict[str, Any] = field(default_factory=dict)
-    machine: Machine = field(default_factory=Machine)
-    load_average: dict[str, list[float]] = field(default_factory=dict)
-    builds: list[Build] = field(default_factory=list)
-    matches: dict[str, dict[str, int]] = field(default_factory=dict)
-    measurements: list[Measurement] = field(default_factory=list)
-    explains: list[Explain] = field(default_factory=list)
-    plan_runs: list[PlanRun] = field(default_factory=list)
-    index_runs: list[IndexRun] = field(default_factory=list)
-    index_builds: list[IndexBuild] = field(default_factory=list)
-    flow: FlowReport | None = None
-    plan_size: int | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, default=str)
-
-    @staticmethod
-    def from_json(text: str) -> Results:
-        data = json.loads(text)
-        return Results(
-            mode=data["mode"],
-            command=data["command"],
-            started_at=data["started_at"],
-            finished_at=data["finished_at"],
-            wall_s=data["wall_s"],
-            config=data["config"],
-            machine=Machine(**data["machine"]),
-            load_average=data.get("load_average", {}),
-            builds=[Build.from_json(b) for b in data["builds"]],
-            matches=data["matches"],
-            measurements=[Measurement.from_json(m) for m in data["measurements"]],
-            explains=[Explain.from_json(e) for e in data["explains"]],
-            plan_runs=[PlanRun.from_json(p) for p in data["plan_runs"]],
-            index_runs=[IndexRun.from_json(i) for i in data["index_runs"]],
-            index_builds=[IndexBuild.from_json(i) for i in data["index_builds"]],
-            flow=FlowReport.from_json(data["flow"]) if data.get("flow") else None,
-            plan_size=data.get("plan_size"),
-        )
-
-    # Lookups used by the report and the quick test.
-    def get(self, size: int, case: str, approach: str) -> Measurement | None:
-        for m in self.measurements:
-            if m.size == size and m.case == case and m.approach == approach:
-                return m
-        return None
+from benchmarks.flowrun import run_flows
+from benchmarks.matching import Bench, Study, measure_case
+from benchmarks.plans import explain_link, index_choice, plan_strategies
+from benchmarks.report import render
+from benchmarks.results import Config, Results
 
 
 def _loadavg() -> list[float]:
@@ -165,8 +58,6 @@ def _config_json(config: Config) -> dict[str, Any]:
 
 async def run(config: Config, *, log: Callable[[str], None] = print) -> Results:
     """Everything the config asks for; writes ``results-<mode>.json`` and the Markdown."""
-    from benchmarks.report import render
-
     mode = "quick" if config.quick else "full"
     started = time.perf_counter()
     results = Results(

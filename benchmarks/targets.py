@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from benchmarks import cases as C
 from benchmarks.flowrun import FlowCase, FlowReport
-from benchmarks.runner import Results
+from benchmarks.results import Results
 from benchmarks.stats import Measurement, fmt_s, ratio
 
 LINK_FLOOR_MAX = 1.15

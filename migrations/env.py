@@ -1,10 +1,10 @@
 """Alembic environment: metadata from the models, URL from Noctis' settings.
 
 A caller may hand over a connection or an engine in
-``config.attributes["connection"]`` (pytest-alembic does) or a URL in
-``config.attributes["url"]`` (``noctis db upgrade`` does); otherwise the async
-engine is built from ``ATLAS_DB_*`` / ``ATLAS_DB_URL``. geoalchemy2's alembic helpers
-keep autogenerate from creating spatial indexes twice.
+``config.attributes["connection"]`` (pytest-alembic does) or the Settings in
+``config.attributes["settings"]`` (``noctis db upgrade`` does); otherwise the async
+engine is built from ``ATLAS_DB_*`` / ``ATLAS_DB_URL``, TLS parameters included.
+geoalchemy2's alembic helpers keep autogenerate from creating spatial indexes twice.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import logging.config
 
 from alembic import context
 from geoalchemy2 import alembic_helpers
-from sqlalchemy import pool
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from noctis.db import make_engine
 from noctis.models import Base
-from noctis.settings import get_settings
+from noctis.settings import Settings, get_settings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
@@ -39,10 +38,14 @@ def _configure(**kwargs: object) -> None:
     )
 
 
+def _settings() -> Settings:
+    settings: Settings | None = config.attributes.get("settings")
+    return settings or get_settings()
+
+
 def run_migrations_offline() -> None:
-    url = config.attributes.get("url") or get_settings().atlas_url
     _configure(
-        url=url.render_as_string(hide_password=False) if hasattr(url, "render_as_string") else url,
+        url=_settings().atlas_url.render_as_string(hide_password=False),
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )
@@ -57,8 +60,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    url = config.attributes.get("url") or get_settings().atlas_url
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = make_engine(_settings(), for_migrations=True)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

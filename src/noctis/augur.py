@@ -23,7 +23,9 @@ comes first; each attempt's timeout is also cut to the time left, so ``notify`` 
 past the budget. Each retry is logged at WARNING (attempt n/m, cause, delay).
 
 The token is a ``SecretStr``, unwrapped only in the httpx auth flow (to set the header) and to
-scrub it from any text Augur sends back: no log, message or repr of ours can carry it.
+scrub it, in every form it can take (:mod:`noctis.redaction`), from any text Augur or httpx
+sends back: no log, message or repr of ours can carry it. A request httpx refuses to build (a
+malformed header, an unsupported URL) is a configuration error, raised at once, never retried.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
@@ -47,9 +48,10 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from noctis import __version__
-from noctis.errors import AugurRejected, AugurUnavailable
+from noctis.errors import AugurRejected, AugurUnavailable, ConfigurationError
+from noctis.redaction import redact
 from noctis.settings import DEFAULT_NOTIFY_PATH as DEFAULT_NOTIFY_PATH
-from noctis.settings import Settings
+from noctis.settings import Settings, check_bearer_token, check_notify_path
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +168,14 @@ class AugurClient:
         if url.userinfo or url.query or url.fragment:
             raise ValueError("NOCTIS_AUGUR_API_URL must not hold credentials (use the token)")
         try:
-            notify_path.format(dream_pk=0)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError("the notify path may only use the {dream_pk} placeholder") from exc
+            check_notify_path(notify_path)
+        except ValueError as exc:
+            raise ValueError(f"the notify path (NOCTIS_AUGUR_NOTIFY_PATH) {exc}") from None
+        if token is not None:
+            try:
+                token = SecretStr(check_bearer_token(token.get_secret_value()))
+            except ValueError as exc:  # never sent: httpx would quote the header in its error
+                raise ConfigurationError(f"NOCTIS_AUGUR_API_TOKEN {exc}") from None
         self._base_url = str(url).rstrip("/")
         self._notify_path = "/" + notify_path.lstrip("/")
         self._token = token
@@ -205,12 +212,7 @@ class AugurClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -218,7 +220,9 @@ class AugurClient:
 
     async def notify(self, notification: Notification, *, idempotency_key: str) -> NotifyReceipt:
         """POST the notification until Augur takes it, refuses it, or the retry budget runs out."""
-        path = self._notify_path.format(dream_pk=notification.dream_pk)
+        path = self._notify_path.format(
+            dream_pk=notification.dream_pk, imagery_finder_pk=notification.imagery_finder_pk
+        )
         what = f"{notification.event} for dream {notification.dream_pk}"
         headers = {"Idempotency-Key": idempotency_key, "Content-Type": "application/json"}
         body = json.dumps(notification.body()).encode()
@@ -233,6 +237,12 @@ class AugurClient:
                     response = await self._http.post(
                         self._base_url + path, content=body, headers=headers, timeout=timeout
                     )
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise ConfigurationError(
+                    f"Noctis could not build the request to Augur ({type(exc).__name__}: "
+                    f"{self._scrub(str(exc))}): check NOCTIS_AUGUR_API_URL and "
+                    "NOCTIS_AUGUR_API_TOKEN"
+                ) from None  # the original quotes the request; it must not be chained
             except (httpx.TransportError, TimeoutError) as exc:
                 text = self._scrub(str(exc))
                 error = exc if text == str(exc) else None  # never chain one quoting the token
@@ -272,8 +282,7 @@ class AugurClient:
 
     def _scrub(self, text: str) -> str:
         """Augur or a proxy may echo the token back; it must not reach a message or a log."""
-        secret = self._token.get_secret_value() if self._token is not None else ""
-        return text.replace(secret, "**********") if secret else text
+        return redact(text, [self._token.get_secret_value() if self._token is not None else None])
 
 
 def _augur_message(response: httpx.Response) -> str:

@@ -1,17 +1,26 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; the demo."""
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
+study; the demo.
+
+Every failure the user can act on ends in one line on stderr and exit code 1, never a
+traceback: Noctis' own errors carry their message, and the command says what it was doing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
-from noctis.results import StudyResult
+from noctis import __version__
+from noctis.errors import NoctisError
 
 app = typer.Typer(
     name="noctis",
@@ -29,38 +38,39 @@ FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="Image
 DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
 
 
-def result_table(result: StudyResult) -> Table:
-    table = Table(title=f"ImageryFinder {result.imagery_finder_pk} for Dream {result.dream_pk}")
-    table.add_column("", style="bold")
-    table.add_column("")
-    coverage = "n/a (point AOI)" if result.coverage is None else f"{result.coverage:.1%}"
-    rows = [
-        ("Finder", f"{result.imagery_finder_pk} {result.finder_name or ''} "
-                   f"({result.location_type})"),
-        ("Dream", f"{result.dream_pk} {result.dream_name}"),
-        ("Window (UTC days)", result.window),
-        ("Matched items", str(result.matched_count)),
-        ("New this run", str(result.new_count)),
-        ("Union coverage", coverage),
-        ("Augur notified", "yes" if result.notified else "no (NOCTIS_AUGUR_API_URL is empty)"),
-        ("Flow run", result.flow_run_id or "-"),
-    ]  # fmt: skip
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+class ExportFormat(StrEnum):
+    """The formats of ``noctis export`` (noctis.exports.FORMATS)."""
+
+    parquet = "parquet"
+    geojson = "geojson"
+    stac = "stac"
+    csv = "csv"
 
 
-async def run_study(imagery_finder_pk: int, dream_pk: int) -> tuple[StudyResult | None, str]:
-    """Run the flow in this process; (result, "") or (None, the failed run's message)."""
-    from noctis.flows.imagery_finder_study import imagery_finder_study
+@contextlib.contextmanager
+def _one_line(what: str) -> Iterator[None]:
+    """A Noctis error inside ends the command with ``what: the reason`` and exit code 1."""
+    try:
+        yield
+    except NoctisError as e:
+        err.print(f"[red]{what}:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from e
 
-    state = await imagery_finder_study(
-        imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
-    )
-    if not state.is_completed():
-        return None, state.message or state.type.value
-    result: StudyResult = await state.aresult()
-    return result, ""
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"noctis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Noctis: find the archive imagery of a study and record it for Augur."""
 
 
 @app.command()
@@ -70,10 +80,11 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the flow here (an ephemeral Prefect server when PREFECT_API_URL is not set)."""
-    result, failure = asyncio.run(run_study(imagery_finder_pk, dream_pk))
-    if result is None:
-        err.print(f"[red]Study failed:[/red] {failure}", soft_wrap=True)
-        raise typer.Exit(1)
+    from noctis.console import result_table
+    from noctis.flows.imagery_finder_study import run_here
+
+    with _one_line("Study failed"):
+        result = asyncio.run(run_here(imagery_finder_pk, dream_pk))
     if json_output:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:
@@ -98,8 +109,9 @@ def deploy(
     from noctis.deployment import FULL_NAME, register
     from noctis.settings import get_settings
 
-    pool = work_pool or get_settings().noctis_work_pool
-    deployment_id = asyncio.run(register(work_pool=pool))
+    with _one_line("Could not register the deployment"):
+        pool = work_pool or get_settings().noctis_work_pool
+        deployment_id = asyncio.run(register(work_pool=pool))
     console.print(f"Registered [bold]{FULL_NAME}[/bold] on work pool {pool!r} ({deployment_id})")
 
 
@@ -109,9 +121,45 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     from noctis import migrate
     from noctis.settings import get_settings
 
-    settings = get_settings()
-    migrate.upgrade(settings, revision)
-    console.print(f"Atlas at {settings.atlas_url.render_as_string()} is at {revision}")
+    with _one_line("Could not migrate Atlas"):
+        settings = get_settings()
+    where = settings.atlas_url.render_as_string()  # the password stays hidden
+    with _one_line(f"Could not migrate Atlas at {where}"):
+        migrate.upgrade(settings, revision)
+    console.print(f"Atlas at {where} is at {revision}")
+
+
+@app.command()
+def export(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="parquet (GeoParquet), geojson, stac (ItemCollection), csv."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+) -> None:
+    """Write a study's lookup rows to a file: GeoParquet, GeoJSON, STAC or CSV."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from noctis.exports import export_study
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    task = bar.add_task(f"{fmt.value} -> {output.name}", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with _one_line("Export failed"), bar:
+        result = export_study(
+            imagery_finder_pk, dream_pk, fmt=fmt.value, output=output, progress=progress
+        )
+    console.print(
+        f"Wrote {result.rows:,} rows of ImageryFinder {imagery_finder_pk} for Dream "
+        f"{dream_pk} to {result.path} ({result.fmt})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -124,18 +172,10 @@ def demo(
     city: Annotated[str, typer.Option(help="City at the centre of the demo AOI.")] = "Paris",
 ) -> None:
     """The whole job on a throwaway PostGIS and a synthetic archive, with a map."""
-    from noctis import synthetic
-    from noctis.demo import run_demo
-    from noctis.errors import NoctisError
+    from noctis.devtools.demo import run_demo  # the only way the product reaches the tooling
 
-    if city not in {c.name for c in synthetic.CITIES}:
-        err.print(f"[red]Unknown city {city!r}[/red]; try Paris, Tokyo, New York, Suva")
-        raise typer.Exit(2)
-    try:
+    with _one_line("noctis demo failed"):
         run_demo(size=size, keep=keep, map_path=map_path, city=city, console=console)
-    except NoctisError as e:
-        err.print(f"[red]noctis demo failed:[/red] {e}", soft_wrap=True)
-        raise typer.Exit(1) from e
 
 
 def main() -> None:  # pragma: no cover - the console script

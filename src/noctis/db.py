@@ -7,11 +7,13 @@ use, so tests, notebooks and flows each pass their own.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -21,9 +23,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-from noctis.errors import DatabaseError, DatabaseUnavailable, NoctisError
-from noctis.settings import Settings
+from noctis.errors import ConfigurationError, DatabaseError, DatabaseUnavailable, NoctisError
+from noctis.settings import Settings, TlsSettings
 
 APPLICATION_NAME = "noctis"
 
@@ -35,25 +38,83 @@ TRANSIENT_SQLSTATES = frozenset(
 )
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+def make_engine(
+    settings: Settings, *, pool_size: int | None = None, for_migrations: bool = False
+) -> AsyncEngine:
     """An asyncpg engine for Atlas, with Noctis' session settings.
 
-    ``statement_timeout`` stops a runaway query instead of hanging a worker.
-    ``pool_pre_ping`` replaces connections that died while idle in the pool.
+    ``statement_timeout`` stops a runaway query instead of hanging a worker (not for
+    migrations: an index build on a large archive may rightly take longer).
+    ``pool_pre_ping`` replaces connections that died while idle in the pool. TLS follows
+    libpq's parameters (:func:`ssl_argument`).
     """
     server_settings = {"application_name": APPLICATION_NAME}
-    if settings.atlas_db_statement_timeout_ms:
+    if settings.atlas_db_statement_timeout_ms and not for_migrations:
         server_settings["statement_timeout"] = str(settings.atlas_db_statement_timeout_ms)
+    connect_args: dict[str, object] = {
+        "server_settings": server_settings,
+        "timeout": settings.atlas_db_connect_timeout,
+    }
+    tls = ssl_argument(settings.atlas_tls)
+    if tls is not None:
+        connect_args["ssl"] = tls
+    if for_migrations:
+        return create_async_engine(
+            settings.atlas_url, poolclass=NullPool, connect_args=connect_args
+        )
     return create_async_engine(
         settings.atlas_url,
         pool_size=pool_size or settings.atlas_db_pool_size,
         max_overflow=settings.atlas_db_max_overflow,
         pool_pre_ping=True,
-        connect_args={
-            "server_settings": server_settings,
-            "timeout": settings.atlas_db_connect_timeout,
-        },
+        connect_args=connect_args,
     )
+
+
+DEFAULT_ROOT_CERT = Path("~/.postgresql/root.crt")
+"""Where libpq looks for the root certificate when ``sslrootcert`` is not set."""
+
+
+def ssl_argument(tls: TlsSettings) -> ssl.SSLContext | bool | str | None:
+    """asyncpg's ``ssl`` argument for libpq's ``sslmode`` and files, with libpq's meaning:
+
+    ``disable`` no TLS; ``allow`` / ``prefer`` TLS when the server offers it; ``require``
+    encrypted without checking the certificate (unless a root certificate is given or present
+    at ``~/.postgresql/root.crt``: then as ``verify-ca``); ``verify-ca`` the certificate must
+    chain to the root certificate; ``verify-full`` and its host name must match too.
+    """
+    mode = tls.mode
+    if mode is None:
+        return None
+    if mode == "disable":
+        return False
+    if mode in {"allow", "prefer"}:
+        return mode
+    root = _readable(tls.root_cert, "sslrootcert") if tls.root_cert else None
+    if root is None and DEFAULT_ROOT_CERT.expanduser().is_file():
+        root = DEFAULT_ROOT_CERT.expanduser()
+    if root is None and mode in {"verify-ca", "verify-full"}:
+        raise ConfigurationError(
+            f"sslmode={mode} needs the server's root certificate: set sslrootcert in "
+            "ATLAS_DB_URL or ATLAS_DB_SSLROOTCERT (libpq's default, ~/.postgresql/root.crt, "
+            "is missing)"
+        )
+    context = ssl.create_default_context(cafile=str(root) if root else None)
+    context.check_hostname = mode == "verify-full"
+    context.verify_mode = ssl.CERT_REQUIRED if root is not None else ssl.CERT_NONE
+    if tls.cert:
+        key = _readable(tls.key, "sslkey") if tls.key else None
+        context.load_cert_chain(_readable(tls.cert, "sslcert"), key)
+    return context
+
+
+def _readable(path: str, name: str) -> Path:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigurationError(
+            f"{name} (ATLAS_DB_URL or ATLAS_DB_{name.upper()}) names no readable file: {file}"
+        )
+    return file
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -61,7 +122,10 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
 
 def make_sync_engine(settings: Settings) -> Engine:
-    """A psycopg (synchronous) engine for notebooks and scripts that do not use asyncio."""
+    """A psycopg (synchronous) engine for notebooks and scripts that do not use asyncio.
+
+    libpq itself reads the TLS parameters (``sslmode`` ...) from the URL.
+    """
     timeout = settings.atlas_db_statement_timeout_ms
     options = f"-c statement_timeout={timeout}" if timeout else ""
     return create_engine(
@@ -87,9 +151,17 @@ def sync_session(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether a driver error is worth retrying (lost connection, deadlock, overload)."""
-    if isinstance(error, DatabaseUnavailable | PoolTimeout):
+def libpq_dsn(url: URL) -> str:
+    """``url`` as a libpq connection string (psycopg, asyncpg, psql), password included.
+
+    For handing to a driver only: never log or print what this returns.
+    """
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Whether a driver error is transient (lost connection, deadlock, overload)."""
+    if isinstance(error, PoolTimeout):
         return True
     cause: BaseException | None = error
     if isinstance(error, DBAPIError):
@@ -99,6 +171,8 @@ def is_transient(error: BaseException) -> bool:
             cause = error.orig.__cause__ or error.orig
     if isinstance(cause, asyncpg.PostgresError):
         return getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES
+    if isinstance(cause, ssl.SSLCertVerificationError):  # a certificate does not heal itself
+        return False
     return isinstance(
         cause,
         ConnectionError | OSError | TimeoutError | asyncpg.InterfaceError | InterfaceError,
@@ -113,7 +187,7 @@ def translate(error: BaseException, *, doing: str) -> NoctisError:
     if isinstance(error, NoctisError):
         return error
     reason = _reason(error)
-    if is_transient(error):
+    if _is_transient(error):
         return DatabaseUnavailable(f"Atlas database unavailable while {doing}: {reason}")
     return DatabaseError(f"Atlas database error while {doing}: {reason}")
 

@@ -2,16 +2,16 @@
 
 Async (Jupyter supports top-level ``await``)::
 
+    from noctis.finders import aoi_limits, check_finder
     from noctis.notebook import open_uow
     async with open_uow() as uow:                  # settings from ATLAS_DB_* / .env
-        finder = await uow.finders.get(7)
-        study = await check_study(uow, finder_pk=7, dream_pk=1)
-        items = await uow.archive.search(study.criteria, limit=20)
+        finder = await check_finder(uow, 7)        # the flow's own checks
+        items = await uow.archive.search(finder.criteria, limit=20)
 
 Sync (plain Python, or a notebook cell without ``await``)::
 
     from noctis.notebook import matches
-    rows = matches(finder_pk=7, limit=20)          # a list of ArchiveItem
+    rows = matches(7, limit=20)                    # a list of ArchiveItem
 
 The sync functions run the async code on a private event loop in a helper
 thread, so they also work inside Jupyter, whose own loop is already running.
@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from noctis.db import make_engine, make_session_factory
+from noctis.finders import aoi_limits, check_finder
 from noctis.models import ArchiveItem
 from noctis.settings import Settings, get_settings
-from noctis.study import check_location, criteria_for
 from noctis.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -68,21 +68,23 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def finder_matches(
-    finder_pk: int, *, settings: Settings | None = None, limit: int | None = None
+    finder_id: int, *, settings: Settings | None = None, limit: int | None = None
 ) -> Sequence[ArchiveItem]:
-    """The archive items matching a finder now (newest first); nothing is written."""
+    """The archive items matching a finder now (newest first); nothing is written.
+
+    The finder goes through the same checks as in the flow: one it would refuse raises the
+    same :class:`~noctis.errors.InvalidFinder`.
+    """
+    settings = settings or get_settings()
     async with open_uow(settings) as uow:
-        finder = await uow.finders.get(finder_pk)
-        report = await uow.finders.describe_location(finder_pk)
-        check_location(finder_pk, report)
-        criteria = criteria_for(finder, report)
-        items = await uow.archive.search(criteria, limit=limit)
+        finder = await check_finder(uow, finder_id, limits=aoi_limits(settings))
+        items = await uow.archive.search(finder.criteria, limit=limit)
         uow.session.expunge_all()  # usable after the session closes
         return items
 
 
 def matches(
-    finder_pk: int, *, settings: Settings | None = None, limit: int | None = None
+    finder_id: int, *, settings: Settings | None = None, limit: int | None = None
 ) -> Sequence[ArchiveItem]:
     """:func:`finder_matches` for sync code."""
-    return run_sync(finder_matches(finder_pk, settings=settings, limit=limit))
+    return run_sync(finder_matches(finder_id, settings=settings, limit=limit))

@@ -1,4 +1,5 @@
-"""The study's result: the flow's return value, the markdown artifact and the event payload."""
+"""A study's result: the flow's return value, and how it reads (the markdown artifact, the
+terminal tables of :mod:`noctis.console`, the event payload) from one set of rows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from noctis.repositories import StudyItem
 
 
 class StudyResult(BaseModel):
-    """What one imagery-finder-study run did."""
+    """What one imagery-finder-study run did. ``*_pk`` fields are the ids Prefect and Augur see."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -27,12 +28,48 @@ class StudyResult(BaseModel):
     new_count: int
     coverage: float | None
     """Share of the AOI covered by at least one matched item; None for a point AOI."""
+    suspect_count: int = 0
+    """Matched items whose footprint has a non-finite coordinate: recorded, with no coverage."""
     flow_run_id: str | None
     notified: bool
+    """Whether Augur acknowledged the ``completed`` notification (False when
+    NOCTIS_AUGUR_API_URL is empty and notifications are skipped)."""
 
 
-def _pct(value: float | None) -> str:
+ITEM_COLUMNS = ("Item", "Collection", "Acquired (UTC)", "Cloud %", "Coverage")
+
+
+def share(value: float | None) -> str:
+    """A share of the AOI, as every view shows it: ``46.8%``, or ``n/a (point AOI)``."""
     return "n/a (point AOI)" if value is None else f"{value:.1%}"
+
+
+def summary_rows(result: StudyResult) -> list[tuple[str, str]]:
+    """(label, value) rows describing what a run found, for the artifact and the terminal."""
+    return [
+        ("Finder", f"{result.imagery_finder_pk} {result.finder_name or ''} "
+                   f"({result.location_type})"),
+        ("Dream", f"{result.dream_pk} {result.dream_name}"),
+        ("Window (UTC days, inclusive)", result.window),
+        ("Matched items", str(result.matched_count)),
+        ("New this run", str(result.new_count)),
+        ("Union coverage of the AOI", share(result.coverage)),
+        ("Suspect footprints (non-finite, no coverage)", str(result.suspect_count)),
+    ]  # fmt: skip
+
+
+def item_rows(items: list[StudyItem]) -> list[tuple[str, ...]]:
+    """One row per item, in :data:`ITEM_COLUMNS` order."""
+    return [
+        (
+            item.external_id,
+            item.collection,
+            f"{item.acquired_at:%Y-%m-%d %H:%M}",
+            "?" if item.cloud_cover is None else f"{item.cloud_cover:.0f}",
+            share(item.coverage),
+        )
+        for item in items
+    ]
 
 
 def render_markdown(result: StudyResult, top_items: list[StudyItem]) -> str:
@@ -41,28 +78,17 @@ def render_markdown(result: StudyResult, top_items: list[StudyItem]) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| Finder | {result.imagery_finder_pk} {result.finder_name or ''} "
-        f"({result.location_type}) |",
-        f"| Dream | {result.dream_pk} {result.dream_name} |",
-        f"| Window (UTC days, inclusive) | {result.window} |",
-        f"| Matched items | {result.matched_count} |",
-        f"| New this run | {result.new_count} |",
-        f"| Union coverage of the AOI | {_pct(result.coverage)} |",
+        *(f"| {label} | {value} |" for label, value in summary_rows(result)),
         "",
     ]
     if top_items:
         lines += [
             f"## Top {len(top_items)} items by coverage",
             "",
-            "| Item | Collection | Acquired (UTC) | Cloud % | Coverage |",
-            "|---|---|---|---|---|",
+            "| " + " | ".join(ITEM_COLUMNS) + " |",
+            "|" + "---|" * len(ITEM_COLUMNS),
+            *("| " + " | ".join(row) + " |" for row in item_rows(top_items)),
         ]
-        for item in top_items:
-            cloud = "?" if item.cloud_cover is None else f"{item.cloud_cover:.0f}"
-            lines.append(
-                f"| {item.external_id} | {item.collection} | "
-                f"{item.acquired_at:%Y-%m-%d %H:%M} | {cloud} | {_pct(item.coverage)} |"
-            )
     else:
         lines.append("No archive item matched.")
     return "\n".join(lines) + "\n"
@@ -77,5 +103,6 @@ def event_payload(result: StudyResult) -> dict[str, object]:
         "matched_count": result.matched_count,
         "new_count": result.new_count,
         "coverage": result.coverage,
+        "suspect_count": result.suspect_count,
         "window": result.window,
     }

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from noctis.augur import AugurClient
 from noctis.db import make_engine, make_session_factory
+from noctis.finders import AoiLimits, aoi_limits
 from noctis.settings import Settings
 from noctis.unit_of_work import UnitOfWork
 
@@ -32,6 +33,10 @@ class Runtime:
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
+
+    @property
+    def aoi_limits(self) -> AoiLimits:
+        return aoi_limits(self.settings)
 
 
 _current: ContextVar[Runtime | None] = ContextVar("noctis_runtime", default=None)

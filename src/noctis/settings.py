@@ -1,33 +1,75 @@
 """Configuration: one typed settings object, read from the environment and ``.env``.
 
-Nothing here runs at import time: call :func:`get_settings` (cached) or build
-``Settings(...)`` yourself and pass it to the factories that need it
-(``make_engine``, ``AugurClient.from_settings``, ...).
+Nothing here runs at import time: call :func:`get_settings` (read from the environment
+once, then cached) or build ``Settings(...)`` yourself and pass it to the factories that need
+it (``make_engine``, ``AugurClient.from_settings``, ...). Code that runs a flow in-process on
+settings of its own (the demo, a notebook) wraps the call in :func:`use_settings` instead of
+editing ``os.environ``.
 
 Secrets are :class:`~pydantic.SecretStr`: they print as ``**********`` in
 reprs, logs and error messages. Database URLs are
 :class:`sqlalchemy.engine.URL` objects, which hide their password when
 rendered.
+
+Every value is checked when the settings are read, so a bad configuration fails at start-up
+with one :class:`~noctis.errors.ConfigurationError` naming each variable and what is wrong,
+never its value:
+
+- secrets (``ATLAS_DB_PASSWORD``, the password of ``ATLAS_DB_URL``,
+  ``NOCTIS_AUGUR_API_TOKEN``) lose surrounding whitespace (a secret read from a file ends in a
+  newline) and are refused if they still hold a control character; the token must also be
+  printable ASCII without spaces, as a bearer token is (RFC 6750);
+- ``ATLAS_DB_URL`` must be a PostgreSQL URL with a port in 1..65535; its libpq TLS parameters
+  (``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``) work as libpq users expect
+  (:mod:`noctis.db` builds the TLS context), as do ``ATLAS_DB_SSLMODE`` and friends;
+- ``NOCTIS_AUGUR_API_URL`` must be an http(s) URL without credentials, and
+  ``NOCTIS_AUGUR_NOTIFY_PATH`` may only use the ``{dream_pk}`` and ``{imagery_finder_pk}``
+  placeholders.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
+from string import Formatter
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from noctis.errors import ConfigurationError
 
 ASYNC_DRIVER = "postgresql+asyncpg"
 SYNC_DRIVER = "postgresql+psycopg"
 DEFAULT_NOTIFY_PATH = "/api/v1/dreams/{dream_pk}/divinations/continue"
+NOTIFY_PATH_PLACEHOLDERS = frozenset({"dream_pk", "imagery_finder_pk"})
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """libpq's TLS parameters for Atlas (``sslmode`` and the files it may need)."""
+
+    mode: str | None = None
+    root_cert: str | None = None
+    cert: str | None = None
+    key: str | None = None
 
 
 class Settings(BaseSettings):
     """Every knob Noctis reads. Field names are the environment variables, lower-cased."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a refused value may be a secret: never echo it
     )
 
     # Atlas: the PostGIS database holding the archive and the studies.
@@ -45,6 +87,10 @@ class Settings(BaseSettings):
     atlas_db_statement_timeout_ms: int = Field(
         default=300_000, ge=0, description="A runaway statement fails after this (0 = never)."
     )
+    atlas_db_sslmode: str | None = Field(default=None, description="libpq sslmode; see SSL_MODES.")
+    atlas_db_sslrootcert: str | None = None
+    atlas_db_sslcert: str | None = None
+    atlas_db_sslkey: str | None = None
 
     # Augur: the platform API notified when a study's imagery is recorded.
     noctis_augur_api_url: str = Field(
@@ -59,53 +105,235 @@ class Settings(BaseSettings):
     noctis_augur_backoff_base: float = Field(default=0.5, ge=0)
     noctis_augur_backoff_max: float = Field(default=30.0, ge=0)
 
+    # How large an AOI Noctis takes (noctis.finders.AoiLimits: why these numbers).
+    noctis_max_aoi_points: int = Field(default=5_000, ge=1)
+    noctis_max_aoi_vertices: int = Field(default=1_000_000, ge=4)
+
     # Prefect: where `noctis deploy` registers the deployment.
     noctis_work_pool: str = "noctis-pool"
     noctis_link_concurrency_limit: int = Field(
         default=8, ge=1, description="Global limit on concurrent link steps (Atlas connections)."
     )
 
-    @field_validator("atlas_db_url", "noctis_augur_api_token", mode="before")
+    @field_validator(
+        "atlas_db_url",
+        "noctis_augur_api_token",
+        "atlas_db_sslmode",
+        "atlas_db_sslrootcert",
+        "atlas_db_sslcert",
+        "atlas_db_sslkey",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("atlas_db_password", "atlas_db_url", mode="after")
+    @classmethod
+    def _clean_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else SecretStr(_clean(value.get_secret_value()))
+
+    @field_validator("noctis_augur_api_token", mode="after")
+    @classmethod
+    def _clean_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else SecretStr(check_bearer_token(value.get_secret_value()))
+
+    @field_validator("atlas_db_sslmode", mode="after")
+    @classmethod
+    def _known_sslmode(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in SSL_MODES:
+            raise ValueError(f"must be one of {', '.join(SSL_MODES)}")
+        return None if value is None else value.strip()
 
     @field_validator("noctis_augur_api_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.strip().rstrip("/")
+    def _augur_url(cls, value: str) -> str:
+        url = value.strip().rstrip("/")
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL, e.g. https://augur.internal")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must hold no credentials, query or fragment (use the token)")
+        return url
+
+    @field_validator("noctis_augur_notify_path")
+    @classmethod
+    def _notify_path(cls, value: str) -> str:
+        return check_notify_path(value)
+
+    @model_validator(mode="after")
+    def _atlas_url_parses(self) -> Settings:
+        self._atlas_base_url()
+        return self
+
+    def _atlas_base_url(self) -> URL:
+        """The Atlas URL as configured (driver left as given); raises ValueError if unusable."""
+        if self.atlas_db_url is None:
+            return URL.create(
+                "postgresql",
+                username=self.atlas_db_user,
+                password=self.atlas_db_password.get_secret_value(),
+                host=self.atlas_db_host,
+                port=self.atlas_db_port,
+                database=self.atlas_db_name,
+            )
+        try:
+            url = make_url(self.atlas_db_url.get_secret_value())
+        except Exception:  # SQLAlchemy's errors may quote the URL, password and all: not chained
+            raise ValueError(
+                "ATLAS_DB_URL is not a URL such as postgresql://user:password@host:5432/name"
+            ) from None
+        if url.get_backend_name() not in {"postgresql", "postgres"}:
+            raise ValueError(f"ATLAS_DB_URL must be a PostgreSQL URL, not {url.get_backend_name()}")
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError(f"ATLAS_DB_URL has port {url.port}: it must be within 1..65535")
+        if url.password is not None and _has_control(str(url.password)):
+            raise ValueError("ATLAS_DB_URL has a control character in its password")
+        mode = url.query.get("sslmode")
+        if mode is not None and mode not in SSL_MODES:
+            raise ValueError(f"ATLAS_DB_URL has sslmode={mode}: use one of {', '.join(SSL_MODES)}")
+        return url
 
     @property
     def atlas_url(self) -> URL:
-        """The Atlas URL for the async engine (``postgresql+asyncpg``)."""
-        if self.atlas_db_url is not None:
-            return _with_driver(make_url(self.atlas_db_url.get_secret_value()), ASYNC_DRIVER)
-        return URL.create(
-            ASYNC_DRIVER,
-            username=self.atlas_db_user,
-            password=self.atlas_db_password.get_secret_value(),
-            host=self.atlas_db_host,
-            port=self.atlas_db_port,
-            database=self.atlas_db_name,
-        )
+        """The Atlas URL for the async engine (``postgresql+asyncpg``), without libpq's TLS
+        parameters (asyncpg takes them as an ``ssl`` argument: see :attr:`atlas_tls`)."""
+        url = self._atlas_base_url()
+        return url.set(drivername=ASYNC_DRIVER).difference_update_query(_TLS_PARAMS)
+
+    @property
+    def atlas_libpq_url(self) -> URL:
+        """The Atlas URL for libpq and libpq-compatible clients (psql, psycopg, connectorx,
+        ``asyncpg.connect(dsn)``): driver ``postgresql``, TLS parameters included."""
+        url = self._atlas_base_url().set(drivername="postgresql")
+        tls = {
+            "sslmode": self.atlas_tls.mode,
+            "sslrootcert": self.atlas_tls.root_cert,
+            "sslcert": self.atlas_tls.cert,
+            "sslkey": self.atlas_tls.key,
+        }
+        return url.update_query_dict({k: v for k, v in tls.items() if v is not None})
 
     @property
     def atlas_sync_url(self) -> URL:
         """The same database for synchronous use (notebooks, scripts): ``postgresql+psycopg``."""
-        return _with_driver(self.atlas_url, SYNC_DRIVER)
+        return self.atlas_libpq_url.set(drivername=SYNC_DRIVER)
+
+    @property
+    def atlas_tls(self) -> TlsSettings:
+        """TLS for Atlas: ``ATLAS_DB_URL``'s libpq parameters, else ``ATLAS_DB_SSL*``."""
+        query = self._atlas_base_url().query if self.atlas_db_url is not None else {}
+
+        def pick(name: str, fallback: str | None) -> str | None:
+            value = query.get(name)
+            return value if isinstance(value, str) else fallback
+
+        return TlsSettings(
+            mode=pick("sslmode", self.atlas_db_sslmode),
+            root_cert=pick("sslrootcert", self.atlas_db_sslrootcert),
+            cert=pick("sslcert", self.atlas_db_sslcert),
+            key=pick("sslkey", self.atlas_db_sslkey),
+        )
 
     @property
     def augur_enabled(self) -> bool:
         return bool(self.noctis_augur_api_url)
 
+    def secrets(self) -> list[str]:
+        """Every secret value, for :func:`noctis.redaction.redact`."""
+        found = [self.atlas_db_password.get_secret_value()]
+        if self.noctis_augur_api_token is not None:
+            found.append(self.noctis_augur_api_token.get_secret_value())
+        if self.atlas_db_url is not None:
+            password = self._atlas_base_url().password
+            found.append(str(password) if password is not None else "")
+        return [s for s in found if s]
 
-def _with_driver(url: URL, driver: str) -> URL:
-    if url.get_backend_name() not in {"postgresql", "postgres"}:
-        raise ValueError(f"ATLAS_DB_URL must be a PostgreSQL URL, got a {url.drivername!r} URL")
-    return url.set(drivername=driver)
+
+def check_notify_path(path: str) -> str:
+    """``path`` if it uses only ``{dream_pk}`` and ``{imagery_finder_pk}``, as they are (no
+    attribute, index, conversion or format spec); ValueError otherwise."""
+    allowed = " and ".join(f"{{{name}}}" for name in sorted(NOTIFY_PATH_PLACEHOLDERS))
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(path)]
+    except ValueError as e:
+        raise ValueError(f"is not a valid path template ({e}); it may use {allowed}") from e
+    for name, spec, conversion in fields:
+        if name is not None and (name not in NOTIFY_PATH_PLACEHOLDERS or spec or conversion):
+            raise ValueError(f"may only use the placeholders {allowed}, as they are")
+    return path
+
+
+def check_bearer_token(token: str) -> str:
+    """``token`` without surrounding whitespace; ValueError unless it is printable ASCII with
+    no space inside, as a bearer token is (RFC 6750) and as an HTTP header can carry it."""
+    cleaned = _clean(token)
+    if not cleaned.isascii() or " " in cleaned:
+        raise ValueError("must be printable ASCII without spaces, as a bearer token is")
+    return cleaned
+
+
+def _has_control(text: str) -> bool:
+    return any(not ch.isprintable() for ch in text)
+
+
+def _clean(secret: str) -> str:
+    """A secret without surrounding whitespace; ValueError if a control character remains."""
+    cleaned = secret.strip()
+    if _has_control(cleaned):
+        raise ValueError("holds a control character (a line break inside?)")
+    return cleaned
+
+
+def load_settings(**values: object) -> Settings:
+    """``Settings(**values)``, with every refused value reported as one
+    :class:`ConfigurationError` naming the variables (never their values)."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as e:
+        raise ConfigurationError(_describe(e)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name} {message}" if name else message)
+    return "Configuration refused: " + "; ".join(problems)
+
+
+_override: ContextVar[Settings | None] = ContextVar("noctis_settings", default=None)
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process' settings, read once on first call (never at import)."""
-    return Settings()
+def _from_environment() -> Settings:
+    return load_settings()
+
+
+class _SettingsGetter:
+    """``get_settings()``: the settings of :func:`use_settings` if inside one, else the
+    process' settings, read from the environment and ``.env`` on the first call (never at
+    import). ``get_settings.cache_clear()`` forgets them, so the next call reads again."""
+
+    def __call__(self) -> Settings:
+        return _override.get() or _from_environment()
+
+    def cache_clear(self) -> None:
+        _from_environment.cache_clear()
+
+
+get_settings = _SettingsGetter()
+
+
+@contextlib.contextmanager
+def use_settings(settings: Settings) -> Iterator[Settings]:
+    """Within the block (and the flows and tasks it runs in this process), ``get_settings()``
+    returns ``settings``."""
+    token = _override.set(settings)
+    try:
+        yield settings
+    finally:
+        _override.reset(token)

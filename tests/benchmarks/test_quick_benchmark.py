@@ -3,26 +3,26 @@
 100k items, three cases, three runs: it checks that every approach records the
 same rows and that the ratios stay within loose bounds; the targets themselves
 are judged by the full run (benchmarks/RESULTS.md). It runs on the tests'
-PostGIS server (tests/postgis.py) in a database of its own, writes under a
+PostGIS server (tests/support/postgis.py) in a database of its own, writes under a
 temporary directory, and must not touch RESULTS.md.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from benchmarks.cli import quick_config
-from benchmarks.runner import RESULTS_MD, run
+from benchmarks.results import RESULTS_MD
+from benchmarks.runner import run
 from benchmarks.targets import flow_peak_mb, link_ratios, per_row_speedups, speedup
 from sqlalchemy.engine import URL
 
 # Loose bounds: tripwires for regressions, not the targets (see the module docstring).
+# Ratios within one run only: no absolute time is asserted (the machine may be busy).
 LINK_OVER_FLOOR_MAX = 2.0  # at >= 1,000 matches, fresh and rerun
-LINK_MINUS_FLOOR_MAX_S = 0.025  # below 1,000 matches: the link's fixed cost over the floor
+SMALL_LINK_OVER_FLOOR_MAX = 8.0  # below 1,000 matches the fixed cost (lock, settings) weighs more
 PER_ROW_MIN_SPEEDUP = 3.0  # at >= 1,000 matches (coverage, which both pay, caps it near 4-5x)
 FLOW_RSS_MAX_MB = 400.0
-BUDGET_S = 180.0
 
 
 async def test_quick_benchmark(postgis_url: URL, tmp_path: Path) -> None:
@@ -30,15 +30,12 @@ async def test_quick_benchmark(postgis_url: URL, tmp_path: Path) -> None:
     config = quick_config(
         out_dir=tmp_path, server_url=postgis_url.render_as_string(hide_password=False)
     )
-    started = time.perf_counter()
     results = await run(config, log=print)
-    elapsed = time.perf_counter() - started
 
     assert (tmp_path / "RESULTS-quick.md").exists()
     assert (tmp_path / "results-quick.json").exists()
     after = RESULTS_MD.stat().st_mtime_ns if RESULTS_MD.exists() else None
     assert after == results_md_before, "quick mode must not write benchmarks/RESULTS.md"
-    assert elapsed < BUDGET_S, f"quick mode took {elapsed:.0f} s"
 
     # Every approach recorded the rows the link recorded (count, ids, coverage).
     mismatches = [
@@ -53,13 +50,8 @@ async def test_quick_benchmark(postgis_url: URL, tmp_path: Path) -> None:
 
     for mode in ("fresh", "rerun"):
         for r in link_ratios(results, mode):
-            if r.matches >= 1_000:
-                assert r.value <= LINK_OVER_FLOOR_MAX, f"{r.case} {mode}: {r.value:.2f}x the floor"
-            else:
-                assert r.link.median - r.other.median <= LINK_MINUS_FLOOR_MAX_S, (
-                    f"{r.case} {mode}: link {r.link.median * 1000:.1f} ms,"
-                    f" floor {r.other.median * 1000:.1f} ms"
-                )
+            bound = LINK_OVER_FLOOR_MAX if r.matches >= 1_000 else SMALL_LINK_OVER_FLOOR_MAX
+            assert r.value <= bound, f"{r.case} {mode}: {r.value:.2f}x the floor"
 
     speedups = per_row_speedups(results)
     assert speedups, "no case with >= 1,000 matches measured the per-row approach"

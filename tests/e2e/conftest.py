@@ -28,16 +28,17 @@ from typing import Protocol
 import httpx
 import pytest
 
+from noctis.devtools.localdb import free_port
 from noctis.settings import Settings
-from tests.support.augur_stub import AugurStub, augur_stub, unused_port
+from tests.support.augur_stub import AugurStub, augur_stub
 
 __all__ = ["augur_stub"]
 
 BIN = Path(sys.executable).parent  # the venv's console scripts: prefect, noctis
 WORK_POOL = "noctis-pool"
 AUGUR_TOKEN = "augur-token-for-e2e"
-SERVER_START_TIMEOUT = 60.0
-WORKER_START_TIMEOUT = 30.0
+SERVER_START_TIMEOUT = 180.0  # generous: a busy 2-core machine starts it slowly
+WORKER_START_TIMEOUT = 90.0
 
 
 Proc = tuple[int, str]  # (pid, start time in clock ticks): a pid the kernel may reuse, pinned
@@ -235,7 +236,7 @@ def _wait_until_healthy(server: Child, api_url: str) -> None:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """``prefect server start`` on 127.0.0.1 (free port, SQLite), all services on."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = unused_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = clean_env(
         PREFECT_HOME=str(home),

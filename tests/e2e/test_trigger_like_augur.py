@@ -24,6 +24,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from noctis.augur import NotificationEvent, idempotency_key
+from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
     DEFAULT_ZOMBIE_AFTER,
@@ -56,7 +57,7 @@ LATENCY_BOUND = 30.0  # loose: the measured latency is printed; ~3 s is the targ
 
 
 def _dsn(settings: Settings) -> str:
-    return settings.atlas_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return libpq_dsn(settings.atlas_url)
 
 
 def _seed(settings: Settings) -> tuple[int, int, list[int]]:

@@ -12,19 +12,17 @@ from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from noctis.cli import app
+from noctis.db import libpq_dsn
 from noctis.deployment import FULL_NAME, register
 from noctis.settings import Settings, get_settings
 from tests.conftest import _admin
+from tests.support.studies import admin_dsn
 
 runner = CliRunner()
 
 
-def _sync_dsn(settings: Settings) -> str:
-    return settings.atlas_url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _seed(settings: Settings) -> tuple[int, int]:
-    with psycopg.connect(_sync_dsn(settings)) as conn:
+    with psycopg.connect(admin_dsn(settings)) as conn:
         dream = conn.execute("INSERT INTO dream (name) VALUES ('cli') RETURNING id").fetchone()
         finder = conn.execute(
             "INSERT INTO imagery_finder (name, location, start_date, end_date) VALUES "
@@ -96,8 +94,7 @@ def test_db_upgrade_migrates_the_configured_database(
         get_settings.cache_clear()
         outcome = runner.invoke(app, ["db", "upgrade"])
         assert outcome.exit_code == 0, outcome.output
-        with psycopg.connect(postgis_url.set(database=name, drivername="postgresql")
-                             .render_as_string(hide_password=False)) as conn:  # fmt: skip
+        with psycopg.connect(libpq_dsn(postgis_url.set(database=name))) as conn:
             version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         assert version == ("0001",)
     finally:

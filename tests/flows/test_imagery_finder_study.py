@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -17,25 +16,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis import __version__
+from noctis.devtools.reference import reference_match_sql
 from noctis.flows.imagery_finder_study import imagery_finder_study
 from noctis.models import ArchiveLookupItem, Dream
 from noctis.settings import Settings
-from tests.factories import add_dream, add_finder, add_item, box, square
-from tests.support.augur_stub import AugurStub, Reply
+from tests.support.augur_stub import AugurStub
+from tests.support.factories import add_dream, add_finder, add_item, box
+from tests.support.studies import AUGUR_TOKEN
 
-REFERENCE = text(
-    """
-    SELECT a.id FROM archive_item a, imagery_finder f
-    WHERE f.id = :finder
-      AND ST_Intersects(a.footprint, f.location)
-      AND (f.start_date IS NULL OR a.acquired_at >= f.start_date::timestamp AT TIME ZONE 'UTC')
-      AND (f.end_date IS NULL
-           OR a.acquired_at < (f.end_date + 1)::timestamp AT TIME ZONE 'UTC')
-      AND (f.max_cloud_cover IS NULL OR a.cloud_cover <= f.max_cloud_cover)
-      AND (f.collections IS NULL OR a.collection = ANY (f.collections))
-    ORDER BY a.id
-    """
-)
+REFERENCE = text(reference_match_sql(":finder"))
 
 
 async def _seed(session: AsyncSession) -> tuple[int, int]:
@@ -103,7 +92,7 @@ async def test_study_records_the_reference_matches_and_notifies_augur(
         "coverage": result.coverage,
     }
     assert request.header("Idempotency-Key") == f"noctis:{result.flow_run_id}:completed"
-    assert request.header("Authorization") == "Bearer augur-token-for-tests"
+    assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     assert request.header("User-Agent") == f"noctis/{__version__}"
 
 
@@ -140,125 +129,6 @@ async def test_rerun_adds_nothing_and_notifies_again(
         f"noctis:{second.flow_run_id}:completed",
     ]
     assert augur_stub.requests[1].json["new_count"] == 0
-
-
-async def test_augur_500_then_200_is_retried_with_the_same_key(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub
-) -> None:
-    finder, dream = await _seed(session)
-    augur_stub.script([500, Reply(503), 200])
-    result = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream)
-    assert len(await _linked(session, finder, dream)) == 7
-    keys = {r.header("Idempotency-Key") for r in augur_stub.requests}
-    assert len(augur_stub.requests) == 3
-    assert keys == {f"noctis:{result.flow_run_id}:completed"}
-
-
-async def test_augur_400_fails_the_run_with_its_message_and_keeps_the_matches(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub
-) -> None:
-    finder, dream = await _seed(session)
-    augur_stub.script([Reply(400, json={"detail": f"dream {dream} is archived"})])
-    state = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=dream, return_state=True)
-    assert state.is_failed()
-    assert f"dream {dream} is archived" in (state.message or "")
-    assert "HTTP 400" in (state.message or "")
-    assert len(augur_stub.requests) == 1  # a 4xx is not retried
-    assert len(await _linked(session, finder, dream)) == 7
-
-
-async def test_unknown_finder_fails_writes_nothing_and_notifies_no_one(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub
-) -> None:
-    _, dream = await _seed(session)
-    state = await imagery_finder_study(imagery_finder_pk=424242, dream_pk=dream, return_state=True)
-    assert state.is_failed()
-    assert "ImageryFinder 424242 does not exist" in (state.message or "")
-    assert await _count_lookups(session) == 0
-    assert augur_stub.requests == []
-
-
-async def test_unknown_dream_fails_and_tells_augur(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub
-) -> None:
-    finder, _ = await _seed(session)
-    state = await imagery_finder_study(imagery_finder_pk=finder, dream_pk=777, return_state=True)
-    assert state.is_failed()
-    assert "Dream 777 does not exist" in (state.message or "")
-    assert await _count_lookups(session) == 0
-    (request,) = augur_stub.requests
-    assert request.json["event"] == "imagery-finder-study.failed"
-    assert request.json["error"] == "Dream 777 does not exist"
-
-
-BAD_LOCATIONS = [
-    ("POLYGON EMPTY", "has an empty location"),
-    ("POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))", "has an invalid location: Self-intersection"),
-    ("LINESTRING(0 0, 1 1)", "has a LineString location"),
-    ("GEOMETRYCOLLECTION(POINT(0 0), LINESTRING(0 0, 1 1))", "has a GeometryCollection location"),
-    ("POLYGON((170 0, 190 0, 190 1, 170 1, 170 0))", "has a location outside [-180, 180]"),
-]
-
-
-@pytest.mark.parametrize(("wkt", "reason"), BAD_LOCATIONS)
-async def test_bad_locations_fail_with_the_reason_before_anything_is_written(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub, wkt: str, reason: str
-) -> None:
-    dream = await add_dream(session)
-    finder = await add_finder(session, wkt)
-    await add_item(session, square(0.5, 0.5, 0.5))
-    await session.commit()
-    state = await imagery_finder_study(
-        imagery_finder_pk=finder.id, dream_pk=dream.id, return_state=True
-    )
-    assert state.is_failed()
-    assert f"ImageryFinder {finder.id} {reason}" in (state.message or "")
-    assert await _count_lookups(session) == 0
-    (request,) = augur_stub.requests
-    assert request.json["event"] == "imagery-finder-study.failed"
-    assert reason in request.json["error"]
-
-
-async def test_start_after_end_is_refused(
-    study_env: Settings, session: AsyncSession, augur_stub: AugurStub
-) -> None:
-    # The schema forbids it; a database without the constraint must still be caught.
-    await session.execute(
-        text("ALTER TABLE imagery_finder DROP CONSTRAINT ck_imagery_finder_start_before_end")
-    )
-    dream = await add_dream(session)
-    finder = await add_finder(
-        session, square(0, 0, 1), start=date(2024, 5, 2), end=date(2024, 5, 1)
-    )
-    await session.commit()
-    state = await imagery_finder_study(
-        imagery_finder_pk=finder.id, dream_pk=dream.id, return_state=True
-    )
-    assert state.is_failed()
-    assert f"ImageryFinder {finder.id} starts after it ends" in (state.message or "")
-    assert await _count_lookups(session) == 0
-
-
-@pytest.mark.parametrize("bad", [0, -3, "seven"])
-async def test_bad_parameters_are_refused(
-    study_env: Settings, session: AsyncSession, bad: Any
-) -> None:
-    dream = await add_dream(session)
-    await session.commit()
-    state = await imagery_finder_study(imagery_finder_pk=bad, dream_pk=dream.id, return_state=True)
-    assert state.is_failed()
-    assert "imagery_finder_pk" in (state.message or "")
-    assert await _count_lookups(session) == 0
-
-
-def test_deployment_schema_refuses_non_positive_pks_at_trigger_time() -> None:
-    from prefect.utilities.callables import parameter_schema
-
-    schema = parameter_schema(imagery_finder_study.fn).model_dump_for_openapi()
-    for name in ("imagery_finder_pk", "dream_pk"):
-        assert schema["properties"][name]["type"] == "integer"
-        assert schema["properties"][name]["exclusiveMinimum"] == 0
-    assert set(schema["required"]) == {"imagery_finder_pk", "dream_pk"}
 
 
 async def test_no_augur_url_skips_the_notification_with_a_warning(

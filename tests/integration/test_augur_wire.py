@@ -15,9 +15,9 @@ import pytest
 from pydantic import SecretStr
 
 from noctis.augur import AugurClient, Notification, NotificationEvent, RetryPolicy, idempotency_key
-from noctis.errors import AugurRejected, AugurUnavailable
-from tests.support.augur_stub import AugurStub, Reply, unused_port
-from tests.support.augur_stub import augur_stub as augur_stub  # the fixture, until conftest has it
+from noctis.devtools.localdb import free_port
+from noctis.errors import AugurRejected, AugurUnavailable, ConfigurationError
+from tests.support.augur_stub import AugurStub, Reply
 
 TOKEN = "wire-token-7c1d2e"
 RUN_ID = "5f0c9a2b-1e3d-4c5b-8a7f-6e5d4c3b2a10"
@@ -106,7 +106,7 @@ async def test_a_timeout_then_success_is_a_success(augur_stub: AugurStub) -> Non
 
 
 async def test_connection_refused_raises_augur_unavailable_after_bounded_attempts() -> None:
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     async with client_for(url) as client:
         with pytest.raises(AugurUnavailable, match=r"4 attempt\(s\).*ConnectError") as caught:
@@ -191,3 +191,27 @@ def test_the_stub_stops_promptly_while_a_handler_stalls() -> None:
     assert time.monotonic() - started < 1.0
     assert [r.path for r in stub.requests] == ["/x"]
     assert not [t for t in threading.enumerate() if t.name.startswith("augur-stub")]
+
+
+@pytest.mark.parametrize("token", ["tok\nen-7c1d2e", "tok\x00-7c1d2e", "tök-7c1d2e"])
+def test_a_token_no_header_can_carry_is_refused_before_anything_is_sent(token: str) -> None:
+    """Settings refuse such a token first; a client built around them refuses it too, rather
+    than let httpx fail on the wire and quote the header (as escaped bytes) in its errors."""
+    with pytest.raises(ConfigurationError) as refused:
+        AugurClient(
+            base_url="http://127.0.0.1:9", token=SecretStr(token), connect_timeout=0.5,
+            timeout=1.0, retry=QUICK,
+        )  # fmt: skip
+    assert str(refused.value).startswith("NOCTIS_AUGUR_API_TOKEN ")
+    for form in {token, repr(token)[1:-1], repr(token.encode())[2:-1], "7c1d2e"}:
+        assert form not in str(refused.value)
+
+
+async def test_a_token_with_a_trailing_newline_is_sent_without_it(augur_stub: AugurStub) -> None:
+    client = AugurClient(
+        base_url=augur_stub.url, token=SecretStr(TOKEN + "\n"), connect_timeout=0.5,
+        timeout=1.0, retry=QUICK,
+    )  # fmt: skip
+    async with client:
+        await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert augur_stub.requests[0].header("Authorization") == f"Bearer {TOKEN}"

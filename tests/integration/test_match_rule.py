@@ -8,35 +8,35 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from noctis.errors import NotFound
+from noctis.errors import DreamNotFound, FinderNotFound
 from noctis.models import ArchiveLookupItem
 from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
-from tests.factories import add_dream, add_finder, add_item, box, square
+from tests.support.factories import add_dream, add_finder, add_item, box, square
 
 AOI = square(10.0, 45.0, 0.5)  # a ~110 km square in the Alps
 JUNE = datetime(2024, 6, 15, 10, 30, tzinfo=UTC)
 
 
 async def _study(
-    factory: async_sessionmaker[AsyncSession], finder_pk: int, dream_pk: int
+    factory: async_sessionmaker[AsyncSession], finder_id: int, dream_id: int
 ) -> CheckedStudy:
     async with UnitOfWork(factory) as uow:
-        return await check_study(uow, finder_pk=finder_pk, dream_pk=dream_pk)
+        return await check_study(uow, finder_id=finder_id, dream_id=dream_id)
 
 
 async def _matched(
-    factory: async_sessionmaker[AsyncSession], finder_pk: int, dream_pk: int
+    factory: async_sessionmaker[AsyncSession], finder_id: int, dream_id: int
 ) -> set[str]:
-    study = await _study(factory, finder_pk, dream_pk)
+    study = await _study(factory, finder_id, dream_id)
     async with UnitOfWork(factory) as uow:
         return {i.external_id for i in await uow.archive.search(study.criteria)}
 
 
 async def _linked(
-    factory: async_sessionmaker[AsyncSession], finder_pk: int, dream_pk: int
+    factory: async_sessionmaker[AsyncSession], finder_id: int, dream_id: int
 ) -> tuple[int, int]:
-    study = await _study(factory, finder_pk, dream_pk)
+    study = await _study(factory, finder_id, dream_id)
     async with UnitOfWork(factory) as uow:
         result = await link_study(uow, study)
     return result.new, result.total
@@ -287,9 +287,10 @@ async def test_unknown_finder_and_dream_are_named(
     dream = await add_dream(session)
     finder = await add_finder(session, AOI)
     await session.commit()
-    with pytest.raises(NotFound, match="ImageryFinder 999 does not exist"):
+    with pytest.raises(FinderNotFound, match=r"^ImageryFinder 999 does not exist$") as missing:
         await _study(session_factory, 999, dream.id)
-    with pytest.raises(NotFound, match="Dream 999 does not exist"):
+    assert missing.value.id == 999
+    with pytest.raises(DreamNotFound, match=r"^Dream 999 does not exist$"):
         await _study(session_factory, finder.id, 999)
 
 

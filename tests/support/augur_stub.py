@@ -203,14 +203,6 @@ def _detail(status: int) -> dict[str, str]:
         return {"detail": f"HTTP {status}"}
 
 
-def unused_port() -> int:
-    """A port nothing listens on (bound then released), for 'connection refused' tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def augur_stub() -> Iterator[AugurStub]:
     """A started :class:`AugurStub`, stopped after the test."""

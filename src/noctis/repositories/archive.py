@@ -1,4 +1,4 @@
-"""The match rule, the archive search and the set-based link step.
+"""The match rule and the archive search: what "matches" means, in one place.
 
 An archive item matches a finder when its footprint intersects the finder's
 location (``ST_Intersects``, so touching counts) and it was acquired in
@@ -21,22 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import ColumnElement, bindparam, func, literal, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Text, any_, bindparam, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem
-from noctis.repositories.geo import clean_footprint, clipped_area, spheroid_area
+from noctis.repositories.geo import clipped_share
 
-# Both transaction-scoped, one round trip. JIT is off: it compiles calls into PostGIS' C
-# functions that it cannot speed up, on every execution (benchmarks/RESULTS.md, finding 4).
-_CUSTOM_PLAN_AND_STUDY_LOCK = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('jit', 'off', true), "
-    "pg_advisory_xact_lock(hashtextextended('noctis.study:' || :finder || ':' || :dream, 0))"
-)
-_CUSTOM_PLAN = text(
+# Run before every statement of the match rule, for its transaction only: a custom plan for
+# every execution (module doc), and no JIT: it compiles calls into PostGIS' C functions that
+# it cannot speed up, on every execution (benchmarks/RESULTS.md, finding 4).
+CUSTOM_PLAN = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('jit', 'off', true)"
 )
@@ -56,29 +52,14 @@ class MatchCriteria:
     """The AOI's spheroidal area; None for a point AOI (coverage is then null)."""
 
 
-@dataclass(frozen=True, slots=True)
-class LinkResult:
-    new: int
-    total: int
-
-
-@dataclass(frozen=True, slots=True)
-class StudyItem:
-    external_id: str
-    collection: str
-    acquired_at: datetime
-    cloud_cover: float | None
-    coverage: float | None
-
-
-def _aoi(criteria: MatchCriteria) -> ColumnElement[bytes]:
+def aoi_param(criteria: MatchCriteria) -> ColumnElement[bytes]:
     return bindparam("aoi", criteria.location, type_=Geometry(srid=4326))
 
 
 def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
     """The match rule as SQL conditions on ``archive_item`` (only the filters that apply)."""
     conditions: list[ColumnElement[bool]] = [
-        func.ST_Intersects(ArchiveItem.footprint, _aoi(criteria))
+        func.ST_Intersects(ArchiveItem.footprint, aoi_param(criteria))
     ]
     if criteria.start is not None:
         conditions.append(ArchiveItem.acquired_at >= criteria.start)
@@ -88,20 +69,22 @@ def match_conditions(criteria: MatchCriteria) -> list[ColumnElement[bool]]:
         # NULL cloud cover fails the comparison, so unknown cover is excluded too.
         conditions.append(ArchiveItem.cloud_cover <= criteria.max_cloud_cover)
     if criteria.collections is not None:
-        conditions.append(ArchiveItem.collection.in_(criteria.collections))
+        # One array parameter, whatever its length: IN (...) binds one parameter per name and
+        # PostgreSQL takes at most 32,767.
+        names = bindparam("collections", list(criteria.collections), type_=ARRAY(Text))
+        conditions.append(ArchiveItem.collection == any_(names))
     return conditions
 
 
 def coverage_expression(criteria: MatchCriteria) -> ColumnElement[float | None]:
     """area(footprint ∩ AOI) / area(AOI) on the spheroid; the AOI's area is computed once.
 
-    :func:`~noctis.repositories.geo.clipped_area` keeps one invalid or antimeridian-split
-    footprint from failing the statement.
+    :func:`~noctis.repositories.geo.clipped_share` keeps one invalid or antimeridian-split
+    footprint from failing the statement, and gives a non-finite one NULL.
     """
     if criteria.area_m2 is None or criteria.area_m2 <= 0:
         return literal(None, type_=ArchiveLookupItem.coverage.type)
-    area = clipped_area(ArchiveItem.footprint, _aoi(criteria), aoi_area=criteria.area_m2)
-    return func.least(1.0, area / criteria.area_m2)
+    return clipped_share(ArchiveItem.footprint, aoi_param(criteria), aoi_area=criteria.area_m2)
 
 
 class ArchiveRepository:
@@ -121,122 +104,11 @@ class ArchiveRepository:
             .limit(limit)
         )
         async with translated(f"searching the archive for ImageryFinder {criteria.finder_id}"):
-            await self._session.execute(_CUSTOM_PLAN)
+            await self._session.execute(CUSTOM_PLAN)
             return (await self._session.scalars(stmt)).all()
 
     async def count(self, criteria: MatchCriteria) -> int:
         stmt = select(func.count()).select_from(ArchiveItem).where(*match_conditions(criteria))
         async with translated(f"counting matches for ImageryFinder {criteria.finder_id}"):
-            await self._session.execute(_CUSTOM_PLAN)
+            await self._session.execute(CUSTOM_PLAN)
             return int((await self._session.execute(stmt)).scalar_one())
-
-
-class LookupRepository:
-    """The lookup rows of a study (a finder for a dream)."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def link(self, *, criteria: MatchCriteria, dream_id: int) -> LinkResult:
-        """Record every match for the dream in ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
-
-        No archive row travels through Python. A transaction-scoped advisory lock
-        per study makes concurrent runs of the same study take turns, so each
-        reports consistent counts. Returns how many rows are new and how many
-        the study has in total.
-        """
-        finder_id = criteria.finder_id
-        matches = select(
-            literal(dream_id, type_=ArchiveLookupItem.dream_id.type),
-            literal(finder_id, type_=ArchiveLookupItem.imagery_finder_id.type),
-            ArchiveItem.id,
-            coverage_expression(criteria),
-        ).where(*match_conditions(criteria))
-        inserted = (
-            insert(ArchiveLookupItem)
-            .from_select(["dream_id", "imagery_finder_id", "archive_item_id", "coverage"], matches)
-            .on_conflict_do_nothing(constraint="uq_archive_lookup_item_study_item")
-            .returning(ArchiveLookupItem.id)
-            .cte("inserted")
-        )
-        # The outer SELECT sees the snapshot from before the CTE's insert.
-        existing = select(func.count()).where(*self._study(finder_id, dream_id)).scalar_subquery()
-        stmt = select(
-            select(func.count()).select_from(inserted).scalar_subquery().label("new"),
-            existing.label("existing"),
-        )
-        async with translated(f"linking ImageryFinder {finder_id} to Dream {dream_id}"):
-            await self._session.execute(
-                _CUSTOM_PLAN_AND_STUDY_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
-            )
-            new, existing_count = (await self._session.execute(stmt)).one()
-        return LinkResult(new=int(new), total=int(new) + int(existing_count))
-
-    async def union_coverage(self, *, criteria: MatchCriteria, dream_id: int) -> float | None:
-        """Fraction of the AOI covered by at least one linked item (None for a point AOI)."""
-        if criteria.area_m2 is None or criteria.area_m2 <= 0:
-            return None
-        # Union the footprints, then clip once: union(f) ∩ A = union(f ∩ A), with one overlay
-        # instead of one per match (revisits share a footprint): up to 2.7x faster.
-        covered = func.ST_Intersection(
-            func.ST_Union(clean_footprint(ArchiveItem.footprint)), _aoi(criteria)
-        )
-        # No match: ST_Union is NULL, and least(1.0, NULL) is 1.0 (LEAST ignores NULLs).
-        union_area = func.coalesce(spheroid_area(covered), 0.0)
-        stmt = (
-            select(func.least(1.0, union_area / criteria.area_m2))
-            .select_from(ArchiveLookupItem)
-            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(criteria.finder_id, dream_id))
-        )
-        async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
-            await self._session.execute(_CUSTOM_PLAN)
-            return float((await self._session.execute(stmt)).scalar_one())
-
-    async def top_items(self, *, finder_id: int, dream_id: int, limit: int = 10) -> list[StudyItem]:
-        """The study's items by coverage (largest first), then newest."""
-        stmt = (
-            select(
-                ArchiveItem.external_id,
-                ArchiveItem.collection,
-                ArchiveItem.acquired_at,
-                ArchiveItem.cloud_cover,
-                ArchiveLookupItem.coverage,
-            )
-            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(finder_id, dream_id))
-            .order_by(
-                ArchiveLookupItem.coverage.desc().nulls_last(),
-                ArchiveItem.acquired_at.desc(),
-                ArchiveItem.id,
-            )
-            .limit(limit)
-        )
-        async with translated(f"listing the items of ImageryFinder {finder_id}"):
-            rows = (await self._session.execute(stmt)).all()
-        return [StudyItem(*row) for row in rows]
-
-    async def footprints(self, *, finder_id: int, dream_id: int, limit: int = 5_000) -> list[bytes]:
-        """The study's footprints as WKB, for maps (the largest coverage first)."""
-        stmt = (
-            select(func.ST_AsBinary(ArchiveItem.footprint))
-            .select_from(ArchiveLookupItem)
-            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(finder_id, dream_id))
-            .order_by(ArchiveLookupItem.coverage.desc().nulls_last(), ArchiveItem.id)
-            .limit(limit)
-        )
-        async with translated(f"reading the footprints of ImageryFinder {finder_id}"):
-            return [bytes(row) for row in (await self._session.scalars(stmt)).all()]
-
-    async def count(self, *, finder_id: int, dream_id: int) -> int:
-        stmt = select(func.count()).where(*self._study(finder_id, dream_id))
-        async with translated(f"counting the items of ImageryFinder {finder_id}"):
-            return int((await self._session.execute(stmt)).scalar_one())
-
-    @staticmethod
-    def _study(finder_id: int, dream_id: int) -> list[ColumnElement[bool]]:
-        return [
-            ArchiveLookupItem.dream_id == dream_id,
-            ArchiveLookupItem.imagery_finder_id == finder_id,
-        ]

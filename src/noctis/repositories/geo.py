@@ -16,8 +16,16 @@ ellipsoid's surface). Below 180° the result is the geography area, as before, t
 one (a bow-tie) makes ``ST_Intersection`` raise a GEOS ``TopologyException``, which would
 fail the whole statement and so the whole study. ``ST_Intersects`` does not raise, so such an
 item matches as usual; its coverage is computed on ``ST_MakeValid(footprint)`` (its polygonal
-part). :func:`clipped_area` keeps the normal path as it was and pays one ``ST_IsValid`` per
+part). :func:`clipped_share` keeps the normal path as it was and pays one ``ST_IsValid`` per
 matched row for this (measured in docs/reliability.md).
+
+**Non-finite footprints.** A footprint with an ``Infinity`` or ``NaN`` coordinate is bad
+archive data that no repair makes right: ``ST_MakeValid`` gives NULL for the first and
+silently drops the vertex of the second. Such an item still matches when ``ST_Intersects``
+says so (the match rule does not change), but it never gets a coverage (NULL, never a made-up
+number: :func:`clipped_share`), it adds nothing to the union coverage (:func:`clean_footprint`
+gives NULL), and the study counts it as suspect (:func:`non_finite`). Only invalid footprints
+are asked, so valid ones pay nothing for this.
 """
 
 from __future__ import annotations
@@ -56,41 +64,65 @@ def repaired(footprint: Any) -> ColumnElement[Any]:
     return func.ST_CollectionExtract(func.ST_MakeValid(footprint), 3)
 
 
+def non_finite(footprint: Any) -> ColumnElement[bool]:
+    """Whether ``footprint`` has an Infinity or NaN coordinate (GEOS' "Invalid Coordinate").
+
+    Costly (a validity check with its reason): ask it of invalid footprints only.
+    """
+    return func.ST_IsValidReason(footprint).startswith("Invalid Coordinate")
+
+
+def suspect(footprint: Any) -> ColumnElement[bool]:
+    """Whether ``footprint`` is bad archive data that gets no coverage (module doc)."""
+    return and_(~func.ST_IsValid(footprint), non_finite(footprint))
+
+
 def clean_footprint(footprint: Any) -> ColumnElement[Any]:
-    """``footprint`` when valid, else its repair: safe to pass to a GEOS overlay."""
-    return case((func.ST_IsValid(footprint), footprint), else_=repaired(footprint))
+    """``footprint`` when valid, its repair when it can be repaired, else NULL: safe to pass to
+    a GEOS overlay or an aggregate (``ST_Union`` skips NULLs)."""
+    return case(
+        (func.ST_IsValid(footprint), footprint),
+        (non_finite(footprint), literal(None)),
+        else_=repaired(footprint),
+    )
 
 
-def clipped_area(
-    footprint: Any, aoi: Any, *, aoi_area: float | None = None
-) -> ColumnElement[float]:
-    """Area in m² of ``footprint ∩ aoi`` (``aoi`` valid), whatever the footprint.
+def clipped_share(footprint: Any, aoi: Any, *, aoi_area: float) -> ColumnElement[float | None]:
+    """The share of the AOI (``aoi`` valid, ``aoi_area`` its :func:`spheroid_area`) that
+    ``footprint`` covers, in [0, 1], whatever the footprint; NULL for a non-finite one.
 
     The usual case, a valid footprint narrower than 180°, is the plain
     ``ST_Area(ST_Intersection(footprint, aoi)::geography)`` (one ``ST_IsValid`` and a bounding
-    box lookup in front of it); an invalid footprint is repaired first, and a wide one (split
-    at the antimeridian) is measured in the equal-area projection. A piece is never wider than
-    its footprint, so the footprint's bounding box decides.
+    box lookup in front of it), where a predicate does not settle it first: a footprint
+    covering the AOI covers all of it, a footprint inside the AOI covers itself. ``ST_Covers``
+    with a constant AOI uses PostGIS' prepared-geometry cache, the overlay does not: up to 36%
+    of the link step on large AOIs (benchmarks/RESULTS.md). An invalid footprint is repaired
+    first, and a wide one (split at the antimeridian) is measured in the equal-area projection;
+    a piece is never wider than its footprint, so the footprint's bounding box decides.
 
-    With ``aoi_area`` (the AOI's :func:`spheroid_area`), the overlay is skipped where a
-    predicate settles it: a footprint covering the AOI covers all of it, a footprint inside
-    the AOI covers itself. ``ST_Covers`` with a constant AOI uses PostGIS' prepared-geometry
-    cache, the overlay does not: up to 36% of the link step on large AOIs
-    (benchmarks/RESULTS.md).
+    ``least(1, area / aoi_area)`` absorbs rounding (a footprint covering the AOI may measure a
+    hair more than it); LEAST ignores a NULL argument, so the repaired branches, whose area
+    may be NULL, are clamped only when it is not: a NULL area stays NULL, never 1.0.
     """
     valid, narrow = func.ST_IsValid(footprint), _narrow(footprint)
     piece = func.ST_Intersection(footprint, aoi)
     repaired_piece = func.ST_Intersection(repaired(footprint), aoi)
-    usual: ColumnElement[float] = _geography_area(piece)
-    if aoi_area is not None:
-        usual = case(
-            (func.ST_Covers(footprint, aoi), literal(aoi_area)),
-            (func.ST_Covers(aoi, footprint), _geography_area(footprint)),
-            else_=usual,
-        )
+
+    def share(area: ColumnElement[float]) -> ColumnElement[float]:
+        return func.least(1.0, area / aoi_area)
+
+    def share_or_null(area: ColumnElement[float]) -> ColumnElement[float | None]:
+        return case((area.is_(None), literal(None)), else_=share(area))
+
+    usual = case(
+        (func.ST_Covers(footprint, aoi), literal(aoi_area)),
+        (func.ST_Covers(aoi, footprint), _geography_area(footprint)),
+        else_=_geography_area(piece),
+    )
     return case(
-        (and_(valid, narrow), usual),
-        (narrow, _geography_area(repaired_piece)),
-        (valid, _equal_area(piece)),
-        else_=_equal_area(repaired_piece),
+        (and_(valid, narrow), share(usual)),
+        (valid, share(_equal_area(piece))),
+        (non_finite(footprint), literal(None)),
+        (narrow, share_or_null(_geography_area(repaired_piece))),
+        else_=share_or_null(_equal_area(repaired_piece)),
     )

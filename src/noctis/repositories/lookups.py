@@ -1,0 +1,171 @@
+"""The lookup rows of a study: the set-based link step, the coverage and the study's items.
+
+A study is one finder for one dream. Its lookup rows are written by ONE
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` built from the match rule of
+:mod:`noctis.repositories.archive`; no archive row travels through Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, literal, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from noctis.db import translated
+from noctis.models import ArchiveItem, ArchiveLookupItem
+from noctis.repositories.archive import (
+    CUSTOM_PLAN,
+    MatchCriteria,
+    aoi_param,
+    coverage_expression,
+    match_conditions,
+)
+from noctis.repositories.geo import clean_footprint, spheroid_area, suspect
+
+# Transaction-scoped, one round trip with the plan settings: concurrent runs of one study
+# take turns, so each reports consistent counts.
+_CUSTOM_PLAN_AND_STUDY_LOCK = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('jit', 'off', true), "
+    "pg_advisory_xact_lock(hashtextextended('noctis.study:' || :finder || ':' || :dream, 0))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    new: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class StudyItem:
+    external_id: str
+    collection: str
+    acquired_at: datetime
+    cloud_cover: float | None
+    coverage: float | None
+
+
+class LookupRepository:
+    """The lookup rows of a study (a finder for a dream)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def link(self, *, criteria: MatchCriteria, dream_id: int) -> LinkResult:
+        """Record every match for the dream in ONE ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+
+        No archive row travels through Python. A transaction-scoped advisory lock
+        per study makes concurrent runs of the same study take turns, so each
+        reports consistent counts. Returns how many rows are new and how many
+        the study has in total.
+        """
+        finder_id = criteria.finder_id
+        matches = select(
+            literal(dream_id, type_=ArchiveLookupItem.dream_id.type),
+            literal(finder_id, type_=ArchiveLookupItem.imagery_finder_id.type),
+            ArchiveItem.id,
+            coverage_expression(criteria),
+        ).where(*match_conditions(criteria))
+        inserted = (
+            insert(ArchiveLookupItem)
+            .from_select(["dream_id", "imagery_finder_id", "archive_item_id", "coverage"], matches)
+            .on_conflict_do_nothing(constraint="uq_archive_lookup_item_study_item")
+            .returning(ArchiveLookupItem.id)
+            .cte("inserted")
+        )
+        # The outer SELECT sees the snapshot from before the CTE's insert.
+        existing = select(func.count()).where(*self._study(finder_id, dream_id)).scalar_subquery()
+        stmt = select(
+            select(func.count()).select_from(inserted).scalar_subquery().label("new"),
+            existing.label("existing"),
+        )
+        async with translated(f"linking ImageryFinder {finder_id} to Dream {dream_id}"):
+            await self._session.execute(
+                _CUSTOM_PLAN_AND_STUDY_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
+            )
+            new, existing_count = (await self._session.execute(stmt)).one()
+        return LinkResult(new=int(new), total=int(new) + int(existing_count))
+
+    async def union_coverage(self, *, criteria: MatchCriteria, dream_id: int) -> float | None:
+        """Fraction of the AOI covered by at least one linked item (None for a point AOI)."""
+        if criteria.area_m2 is None or criteria.area_m2 <= 0:
+            return None
+        # Union the footprints, then clip once: union(f) ∩ A = union(f ∩ A), with one overlay
+        # instead of one per match (revisits share a footprint): up to 2.7x faster.
+        covered = func.ST_Intersection(
+            func.ST_Union(clean_footprint(ArchiveItem.footprint)), aoi_param(criteria)
+        )
+        # No match: ST_Union is NULL, and least(1.0, NULL) is 1.0 (LEAST ignores NULLs).
+        union_area = func.coalesce(spheroid_area(covered), 0.0)
+        stmt = (
+            select(func.least(1.0, union_area / criteria.area_m2))
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(criteria.finder_id, dream_id))
+        )
+        async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
+            await self._session.execute(CUSTOM_PLAN)
+            return float((await self._session.execute(stmt)).scalar_one())
+
+    async def suspect_count(self, *, finder_id: int, dream_id: int) -> int:
+        """The study's items whose footprint has a non-finite coordinate (no coverage)."""
+        stmt = (
+            select(func.count())
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(finder_id, dream_id), suspect(ArchiveItem.footprint))
+        )
+        async with translated(f"counting the suspect items of ImageryFinder {finder_id}"):
+            return int((await self._session.execute(stmt)).scalar_one())
+
+    async def top_items(self, *, finder_id: int, dream_id: int, limit: int = 10) -> list[StudyItem]:
+        """The study's items by coverage (largest first), then newest."""
+        stmt = (
+            select(
+                ArchiveItem.external_id,
+                ArchiveItem.collection,
+                ArchiveItem.acquired_at,
+                ArchiveItem.cloud_cover,
+                ArchiveLookupItem.coverage,
+            )
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(finder_id, dream_id))
+            .order_by(
+                ArchiveLookupItem.coverage.desc().nulls_last(),
+                ArchiveItem.acquired_at.desc(),
+                ArchiveItem.id,
+            )
+            .limit(limit)
+        )
+        async with translated(f"listing the items of ImageryFinder {finder_id}"):
+            rows = (await self._session.execute(stmt)).all()
+        return [StudyItem(*row) for row in rows]
+
+    async def footprints(self, *, finder_id: int, dream_id: int, limit: int = 5_000) -> list[bytes]:
+        """The study's footprints as WKB, for maps (the largest coverage first)."""
+        stmt = (
+            select(func.ST_AsBinary(ArchiveItem.footprint))
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*self._study(finder_id, dream_id))
+            .order_by(ArchiveLookupItem.coverage.desc().nulls_last(), ArchiveItem.id)
+            .limit(limit)
+        )
+        async with translated(f"reading the footprints of ImageryFinder {finder_id}"):
+            return [bytes(row) for row in (await self._session.scalars(stmt)).all()]
+
+    async def count(self, *, finder_id: int, dream_id: int) -> int:
+        stmt = select(func.count()).where(*self._study(finder_id, dream_id))
+        async with translated(f"counting the items of ImageryFinder {finder_id}"):
+            return int((await self._session.execute(stmt)).scalar_one())
+
+    @staticmethod
+    def _study(finder_id: int, dream_id: int) -> list[ColumnElement[bool]]:
+        return [
+            ArchiveLookupItem.dream_id == dream_id,
+            ArchiveLookupItem.imagery_finder_id == finder_id,
+        ]

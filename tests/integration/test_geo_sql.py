@@ -1,0 +1,128 @@
+"""The area and coverage expressions (noctis.repositories.geo), compared with plain PostGIS on
+a real database."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from noctis.models import ArchiveItem
+from noctis.repositories.geo import clean_footprint, clipped_share, spheroid_area, suspect
+from tests.support.studies import seed_grid
+
+
+async def _one(session: AsyncSession, expr: object) -> float:
+    return float((await session.execute(select(expr))).scalar_one())
+
+
+def _geom(wkt: str) -> object:
+    return func.ST_GeomFromText(wkt, 4326)
+
+
+@pytest.mark.parametrize(
+    "wkt",
+    [
+        "POLYGON((10 44.5, 11 44.5, 11 45.5, 10 45.5, 10 44.5))",
+        "POLYGON((-60 -40, 100 -40, 100 70, -60 70, -60 -40))",  # 160° wide
+        "MULTIPOLYGON(((0 0, 1 0, 1 1, 0 1, 0 0)), ((5 5, 6 5, 6 6, 5 6, 5 5)))",
+    ],
+    ids=["box", "160-degrees", "multipolygon"],
+)
+async def test_spheroid_area_is_the_geography_area_below_180_degrees(
+    session: AsyncSession, wkt: str
+) -> None:
+    geography = func.ST_Area(func.geography(_geom(wkt)))
+    assert await _one(session, spheroid_area(_geom(wkt))) == await _one(session, geography)
+
+
+async def test_spheroid_area_of_the_world_is_the_wgs84_surface(session: AsyncSession) -> None:
+    world = _geom("POLYGON((-180 -90, 180 -90, 180 90, -180 90, -180 -90))")
+    assert await _one(session, spheroid_area(world)) == pytest.approx(510_065_621.7e6, rel=1e-6)
+
+
+async def test_geography_alone_fails_on_the_world(session: AsyncSession) -> None:
+    world = _geom("POLYGON((-180 -90, 180 -90, 180 90, -180 90, -180 -90))")
+    with pytest.raises(DBAPIError, match="Antipodal"):
+        await _one(session, func.ST_Area(func.geography(world)))
+
+
+AOI = "POLYGON((10.2 44.3, 11.1 44.3, 11.4 45.6, 10.1 45.2, 10.2 44.3))"
+
+
+async def test_clipped_share_is_the_plain_share_on_valid_footprints(
+    session: AsyncSession, admin: psycopg.AsyncConnection
+) -> None:
+    """The shortcuts (ST_Covers both ways) and the guards change no valid footprint's share."""
+    await seed_grid(admin, n=400)
+    aoi = _geom(AOI)
+    aoi_area = float(await _one(session, func.ST_Area(func.geography(aoi))))
+    footprint = ArchiveItem.footprint
+    plain = func.ST_Area(func.geography(func.ST_Intersection(footprint, aoi))) / aoi_area
+    stmt = select(
+        func.max(func.abs(clipped_share(footprint, aoi, aoi_area=aoi_area) - plain)),
+        func.count(),
+        func.count().filter(func.ST_Covers(aoi, footprint)),
+    ).where(func.ST_Intersects(footprint, aoi))
+    difference, matches, inside = (await session.execute(stmt)).one()
+    assert matches > 100
+    assert inside > 0, "no footprint inside the AOI: the shortcut was not exercised"
+    assert difference < 1e-12
+
+
+async def test_the_share_of_an_invalid_footprint_is_that_of_its_repair(
+    session: AsyncSession,
+) -> None:
+    bow_tie = _geom("POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))")
+    aoi = _geom("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))")
+    with pytest.raises(DBAPIError, match="TopologyException"):
+        await _one(session, func.ST_Area(func.geography(func.ST_Intersection(bow_tie, aoi))))
+    await session.rollback()
+    aoi_area = await _one(session, func.ST_Area(func.geography(aoi)))
+    share = await _one(session, clipped_share(bow_tie, aoi, aoi_area=aoi_area))
+    assert share == pytest.approx(0.5, rel=1e-3)  # two triangles, half the square
+
+
+def _with_vertex(x: str) -> object:
+    """A square footprint over (0, 0)..(1, 1) whose third vertex has longitude ``x``."""
+    points = [
+        func.ST_MakePoint(0, 0),
+        func.ST_MakePoint(1, 0),
+        func.ST_MakePoint(float(x), 1),
+        func.ST_MakePoint(0, 1),
+        func.ST_MakePoint(0, 0),
+    ]
+    return func.ST_SetSRID(func.ST_MakePolygon(func.ST_MakeLine(array(points))), 4326)
+
+
+@pytest.mark.parametrize("x", ["Infinity", "-Infinity", "NaN"])
+async def test_a_non_finite_footprint_gets_no_share_and_counts_as_suspect(
+    session: AsyncSession, x: str
+) -> None:
+    """Never a made-up number: ST_MakeValid gives NULL for Infinity and a wrong triangle for
+    NaN, and LEAST(1, NULL) would be 1."""
+    footprint = _with_vertex(x)
+    aoi = _geom("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))")
+    aoi_area = await _one(session, func.ST_Area(func.geography(aoi)))
+    share, is_suspect, clean, hits = (
+        await session.execute(
+            select(
+                clipped_share(footprint, aoi, aoi_area=aoi_area),
+                suspect(footprint),
+                clean_footprint(footprint),
+                func.ST_Intersects(footprint, aoi),
+            )
+        )
+    ).one()
+    assert share is None
+    assert is_suspect is True
+    assert clean is None
+    assert hits is True  # it still matches: the match rule is ST_Intersects, unchanged
+
+
+async def test_valid_and_repairable_footprints_are_not_suspect(session: AsyncSession) -> None:
+    for wkt in ("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))"):
+        assert (await session.execute(select(suspect(_geom(wkt))))).scalar_one() is False
