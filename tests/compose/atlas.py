@@ -1,73 +1,22 @@
 """The stack's Atlas, from the host through its 127.0.0.1 published port: the synthetic archive,
-the studies (a dream and a finder each), the lookup rows and the match rule written again,
-independently of Noctis' own SQL."""
+the studies (a dream and a finder each), and the lookup rows checked against the match and
+coverage rules written again independently of Noctis' own SQL (noctis.devtools.reference)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 from dataclasses import dataclass
 from datetime import date
-from types import ModuleType
 from typing import Any
 
 import psycopg
 
-# The match rule of the README, written as plainly as possible: a join and a WHERE clause per
-# condition, nothing shared with src/noctis/repositories. A null date leaves that side open;
-# dates are whole UTC days, both inclusive; an item of unknown cloud cover never passes a
-# max_cloud_cover; collections, when set, must contain the item's.
-MATCH_RULE = """
-SELECT a.id
-FROM archive_item AS a
-JOIN imagery_finder AS f ON f.id = %(finder)s
-WHERE ST_Intersects(a.footprint, f.location)
-  AND (f.start_date IS NULL OR a.acquired_at >= (f.start_date::timestamp AT TIME ZONE 'UTC'))
-  AND (f.end_date IS NULL OR a.acquired_at < ((f.end_date + 1)::timestamp AT TIME ZONE 'UTC'))
-  AND (f.max_cloud_cover IS NULL
-       OR (a.cloud_cover IS NOT NULL AND a.cloud_cover <= f.max_cloud_cover))
-  AND (f.collections IS NULL OR a.collection = ANY (f.collections))
-ORDER BY a.id
-"""
+from noctis.devtools.reference import reference_coverage_sql, reference_match_sql
+from noctis.devtools.synthetic import CITIES, ArchiveSpec, load_archive_url
 
-# Coverage of one lookup row, again from the README: area(footprint ∩ AOI) / area(AOI) on the
-# spheroid (the AOIs here are small boxes, far from the antimeridian), capped at 1.
-COVERAGE_MISMATCHES = """
-SELECT count(*)
-FROM archive_lookup_item AS l
-JOIN archive_item AS a ON a.id = l.archive_item_id
-JOIN imagery_finder AS f ON f.id = l.imagery_finder_id
-WHERE l.dream_id = %(dream)s AND l.imagery_finder_id = %(finder)s
-  AND abs(l.coverage - least(1.0,
-        ST_Area(ST_Intersection(ST_MakeValid(a.footprint), f.location)::geography)
-        / ST_Area(f.location::geography))) > 1e-6
-"""
-
-
-# Used only if the synthetic module stops exposing its CITIES: places it has always clustered
-# scenes around.
-_FALLBACK_CITIES = (
-    ("Paris", 2.3522, 48.8566),
-    ("London", -0.1278, 51.5074),
-    ("Berlin", 13.4050, 52.5200),
-    ("Madrid", -3.7038, 40.4168),
-    ("Rome", 12.4964, 41.9028),
-    ("Tokyo", 139.6917, 35.6895),
-    ("Delhi", 77.2090, 28.6139),
-    ("Cairo", 31.2357, 30.0444),
-    ("Lagos", 3.3792, 6.5244),
-    ("New York", -74.0060, 40.7128),
-    ("Mexico City", -99.1332, 19.4326),
-    ("Sydney", 151.2093, -33.8688),
-)
-
-
-@dataclass(frozen=True)
-class City:
-    name: str
-    lon: float
-    lat: float
+MATCH_RULE = reference_match_sql("%(finder)s")
+COVERAGE = reference_coverage_sql(finder="%(finder)s", dream="%(dream)s")
 
 
 @dataclass(frozen=True)
@@ -81,21 +30,9 @@ class Study:
         return {"imagery_finder_pk": self.finder, "dream_pk": self.dream}
 
 
-def synthetic() -> ModuleType:
-    """The synthetic archive module, wherever the source tree keeps it."""
-    for name in ("noctis.devtools.synthetic", "noctis.synthetic"):
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name is None or not name.startswith(e.name):
-                raise
-    raise ModuleNotFoundError("no noctis.devtools.synthetic nor noctis.synthetic")
-
-
 def load_archive(url: str, size: int) -> int:
     """COPY a synthetic archive of ``size`` items into ``archive_item``; the rows written."""
-    module = synthetic()
-    return int(asyncio.run(module.load_archive_url(url, module.ArchiveSpec(size=size))))
+    return int(asyncio.run(load_archive_url(url, ArchiveSpec(size=size))))
 
 
 class Atlas:
@@ -118,13 +55,8 @@ class Atlas:
     def create_studies(self, count: int, *, prefix: str) -> list[Study]:
         """``count`` studies: city boxes of 20-60 km with a mix of windows, cloud and
         collection filters, each with its own dream, on cities the archive clusters around."""
-        known = getattr(synthetic(), "CITIES", None) or ()
-        cities = [
-            c
-            for c in [City(c.name, c.lon, c.lat) for c in known]
-            or [City(*row) for row in _FALLBACK_CITIES]
-            if abs(c.lon) < 175 and abs(c.lat) < 70  # far from the antimeridian and the poles
-        ]
+        # far from the antimeridian and the poles: small boxes, plain areas
+        cities = [c for c in CITIES if abs(c.lon) < 175 and abs(c.lat) < 70]
         windows: list[tuple[date | None, date | None]] = [
             (None, None),
             (date(2021, 1, 1), date(2023, 12, 31)),
@@ -194,8 +126,16 @@ class Atlas:
                 )
             ]
 
-    def coverage_mismatches(self, study: Study) -> int:
-        return int(self.scalar(COVERAGE_MISMATCHES, {"dream": study.dream, "finder": study.finder}))
+    def coverage_mismatches(self, study: Study) -> list[tuple[int, float | None, float | None]]:
+        """(item, recorded, reference) of each lookup row whose coverage is not the rule's."""
+        with self.connect() as conn:
+            rows = conn.execute(COVERAGE, {"dream": study.dream, "finder": study.finder})
+            return [
+                (int(item), recorded, expected)
+                for item, recorded, expected in rows
+                if (recorded is None) != (expected is None)
+                or (recorded is not None and abs(recorded - expected) > 1e-6)
+            ]
 
     def duplicate_lookups(self) -> int:
         """Lookup rows beyond the first of each (dream, finder, item): always 0 if all is well."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -135,11 +136,10 @@ class PrefectApi:
         """``Scheduled +0.0 s, Pending +1.9 s, Running +4.1 s, Completed +6.0 s``."""
         states = self._json(self.http.get("/flow_run_states/", params={"flow_run_id": run_id}))
         states.sort(key=lambda s: s["timestamp"])
-        first = _seconds(states[0]["timestamp"]) if states else 0.0
-        return ", ".join(f"{s['name']} +{_seconds(s['timestamp']) - first:.1f} s" for s in states)
+        first = seconds(states[0]["timestamp"]) if states else 0.0
+        return ", ".join(f"{s['name']} +{seconds(s['timestamp']) - first:.1f} s" for s in states)
 
 
-def _seconds(timestamp: str) -> float:
-    from datetime import datetime
-
+def seconds(timestamp: str) -> float:
+    """A timestamp of the API (ISO 8601) as seconds since the epoch."""
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

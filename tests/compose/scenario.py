@@ -17,18 +17,18 @@ Steps (each prints what it measured):
     lookup rows are the match rule's (an independent SQL formulation) with the right coverage,
     Augur gets exactly one ``completed`` notification with the right body and headers; the same
     key again returns the same run and creates none. Up -> first completed study is timed.
- 4. ``--scale prefect-worker=3`` and 30 studies triggered at once: all complete, rows as the
-    rule says, no duplicate, 30 notifications.
- 5. ``docker kill`` of the worker running a study (held mid-run by a stalled Augur): the run ends
-    Crashed by the zombie-run automation (~90 s); a rerun converges, nothing recorded twice.
- 6. ``docker compose restart atlas-postgres`` while 12 studies run (when several are RUNNING,
-    and again while some remain, up to three times): they retry and all complete; nothing
-    duplicated or lost.
- 7. The backups of deploy/README.md: pg_dump of both databases, Atlas' dump restored next to
-    it (same rows), then Atlas dropped and restored from it for real (every row back);
-    ``docker compose down`` then ``up -d --wait``: the deployment, the work pool and the Atlas
-    rows are still there, and a study still runs.
- 8. No secret in any container's logs; image sizes; ``docker compose down -v`` whatever happened.
+ 4. ``--scale prefect-worker=3``; ``docker kill`` of the worker running a study (held mid-run by
+    a stalled Augur), the third worker brought back; then 30 studies triggered at once on the
+    3 workers, ``docker compose restart atlas-postgres`` while they run (when several are
+    RUNNING, and again while some remain, up to three times, 20 s apart): all complete (their
+    tasks retry), rows as the rule says, nothing duplicated or lost, 30 notifications. Meanwhile
+    the killed run ends Crashed by the zombie-run automation (~90 s after the kill: the burst
+    runs during that wait); its rerun converges, nothing recorded twice.
+ 5. The backups of deploy/README.md: pg_dump of both databases, Atlas' dump restored next to
+    it (same rows), then Atlas dropped and restored from it for real (Prefect stopped);
+    ``docker compose down`` then ``up -d --wait``: the deployment, the work pool, the run
+    history and every Atlas row are there, and a study still runs.
+ 6. No secret in any container's logs; image sizes; ``docker compose down -v`` whatever happened.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 
 from tests.compose.atlas import Atlas, Study, load_archive
-from tests.compose.prefect_api import TERMINAL, PrefectApi, RetryingTransport
+from tests.compose.prefect_api import TERMINAL, PrefectApi, RetryingTransport, seconds
 from tests.compose.stack import (
     Redactor,
     Stack,
@@ -66,10 +66,9 @@ HERE = Path(__file__).resolve().parent
 WORK_POOL = "noctis-pool"
 ARCHIVE_SIZE = 50_000
 CONCURRENT_STUDIES = 30
-RESTART_STUDIES = 12
 ZOMBIE_TIMEOUT = 240  # the automation's 90 s window + heartbeat interval + evaluation, with room
-# A flow run is a new Python process (~4 s of CPU before it runs): 30 at once on 2 cores take
-# minutes, more on a machine shared with other work. Generous bounds; the summary prints
+# A flow run is a new Python process (~11 s of CPU in all): 30 at once on 2 cores take
+# minutes, many more on a machine shared with other work. Generous bounds; the summary prints
 # what it took.
 RUN_TIMEOUT = 300
 BURST_TIMEOUT = 1200
@@ -253,7 +252,8 @@ class Scenario:
             f"missing {sorted(set(expected) - set(recorded))[:5]}, "
             f"extra {sorted(set(recorded) - set(expected))[:5]}"
         )
-        assert self.atlas.coverage_mismatches(study) == 0, f"{study.label}: coverage differs"
+        wrong = self.atlas.coverage_mismatches(study)
+        assert not wrong, f"{study.label}: coverage (item, recorded, reference): {wrong[:5]}"
         return len(expected)
 
     def worker_running(self, run_id: str) -> str:
@@ -368,25 +368,84 @@ class Scenario:
                 f" {timings['trigger -> completed (first)']:.1f} s)"
             )
 
-    def scale_and_burst(self) -> None:
-        with step(f"4. --scale prefect-worker=3, {CONCURRENT_STUDIES} studies at once"):
+    def scale(self) -> list[str]:
+        self.stack.compose("up", "-d", "--wait", "--scale", "prefect-worker=3", timeout=600)
+        return self.stack.wait_healthy("prefect-worker", 3)
+
+    def kill_a_worker(self) -> tuple[Study, str, int, float]:
+        """A study held mid-run (its Augur reply stalled), its worker killed: (the study, its
+        run, its rows, the wall-clock time of the kill)."""
+        [study] = self.atlas.create_studies(1, prefix="doomed")
+        self.augur.reset()
+        self.augur.script([{"status": 200, "stall": 600}])  # the run hangs telling Augur
+        run_id = self.trigger(study)
+        self.augur.wait_for(1)  # mid-run: the link step is committed, the notify hangs
+        wait_until("the run's first heartbeat", lambda: self.api.has_heartbeat(run_id), 60)
+        victim = wait_until("the worker running it", lambda: self.worker_running(run_id), 30)
+        state = self.api.flow_runs([run_id])[run_id]["state"]["type"]
+        assert state == "RUNNING", state
+        docker("kill", victim)
+        killed = time.time()
+        say(f"   killed {victim} (SIGKILL) while run {run_id[:8]} was RUNNING")
+        return study, run_id, self.check_rows(study), killed  # rows committed before it died
+
+    def restart_atlas_while(self, run_ids: list[str]) -> list[float]:
+        """``docker compose restart atlas-postgres`` once several runs are RUNNING, then again
+        while runs remain, up to three times. 20 s apart: longer than a task's whole retry
+        schedule (1, 4 and 10 s), so each restart is one fault for the runs it hits."""
+        restarts: list[float] = []
+        last = 0.0
+        while len(restarts) < 3:
+            now = [r["state"]["type"] for r in self.api.flow_runs(run_ids).values()]
+            done = sum(state in TERMINAL for state in now)
+            if done == len(run_ids):
+                break
+            wanted = min(3, len(run_ids) - done) if not restarts else 1
+            if now.count("RUNNING") >= wanted and time.monotonic() - last > 20:
+                started = time.monotonic()
+                self.stack.compose("restart", "atlas-postgres", timeout=120)
+                last = time.monotonic()
+                restarts.append(last - started)
+                say(f"   atlas-postgres restarted ({restarts[-1]:.1f} s) with "
+                    f"{now.count('RUNNING')} run(s) RUNNING, {done} done")  # fmt: skip
+            time.sleep(0.5)
+        return restarts
+
+    def workers_burst_kill_restart(self) -> None:
+        title = (
+            f"4. --scale prefect-worker=3; a worker killed mid-run; {CONCURRENT_STUDIES} studies "
+            "at once on 3 workers while Atlas restarts"
+        )
+        with step(title):
             started = time.monotonic()
-            self.stack.compose("up", "-d", "--wait", "--scale", "prefect-worker=3", timeout=600)
-            workers = self.stack.wait_healthy("prefect-worker", 3)
+            workers = self.scale()
             wait_until("3 workers online", lambda: len(self.api.online_workers(WORK_POOL)) >= 3, 90)
             say(f"   3 workers healthy and online in {time.monotonic() - started:.1f} s: "
                 f"{', '.join(workers)}")  # fmt: skip
             self.check_non_root()
+
+            # The killed run waits out the zombie-run automation's 90 s window while the burst
+            # runs: the two overlap, each checked on its own.
+            doomed, doomed_run, doomed_rows, killed = self.kill_a_worker()
+            self.scale()  # a killed container stays down: `up` brings the third worker back
+            say("   3 workers healthy again")
+
             studies = self.atlas.create_studies(CONCURRENT_STUDIES, prefix="burst")
-            self.augur.reset()
+            self.augur.reset()  # releases the stalled reply (its caller is dead)
+            before = self.atlas.counts()["archive_lookup_item"]
             burst = time.monotonic()
             with ThreadPoolExecutor(max_workers=CONCURRENT_STUDIES) as pool:
                 run_ids = list(pool.map(self.trigger, studies))
+            restarts = self.restart_atlas_while(run_ids)
             runs = self.api.wait_for(run_ids, timeout=BURST_TIMEOUT)
-            elapsed = time.monotonic() - burst
+            timings[f"{CONCURRENT_STUDIES} studies at once"] = elapsed = time.monotonic() - burst
             states = sorted({r["state"]["type"] for r in runs.values()})
             assert states == ["COMPLETED"], {r["name"]: r["state"]["type"] for r in runs.values()}
-            say(f"   {len(run_ids)} runs COMPLETED {elapsed:.1f} s after the triggers")
+            assert len(restarts) >= 1, "no run was ever RUNNING to restart Atlas under"
+            retried = self.api.retried_task_runs(run_ids)
+            say(f"   {len(run_ids)} runs COMPLETED {elapsed:.1f} s after the triggers, through "
+                f"{len(restarts)} Atlas restart(s); {len(retried)} task run(s) retried: "
+                f"{sorted({t['name'].rsplit('-', 1)[0] for t in retried})}")  # fmt: skip
             self.augur.wait_for(CONCURRENT_STUDIES)
             time.sleep(2)
             notifications = self.augur.requests()
@@ -398,89 +457,33 @@ class Scenario:
                 self.augur.check(notification, study, runs[run_id], matched)
                 total += matched
             assert self.atlas.duplicate_lookups() == 0
-            say(f"   {CONCURRENT_STUDIES} notifications, one per run; {total} lookup rows, "
-                "each study's = the match rule's, no duplicate")  # fmt: skip
+            assert self.atlas.counts()["archive_lookup_item"] == before + total
+            say(f"   {CONCURRENT_STUDIES} notifications, one per run; {total} lookup rows added, "
+                "each study's = the match rule's, none duplicated or lost")  # fmt: skip
 
-    def kill_worker(self) -> None:
-        with step("5. docker kill the worker running a study: Crashed, then a rerun converges"):
-            [study] = self.atlas.create_studies(1, prefix="doomed")
-            self.augur.reset()
-            self.augur.script([{"status": 200, "stall": 600}])  # the run hangs telling Augur
-            run_id = self.trigger(study)
-            self.augur.wait_for(1)  # mid-run: the link step is committed, the notify hangs
-            wait_until("the run's first heartbeat", lambda: self.api.has_heartbeat(run_id), 60)
-            victim = wait_until("the worker running it", lambda: self.worker_running(run_id), 30)
-            state = self.api.flow_runs([run_id])[run_id]["state"]["type"]
-            assert state == "RUNNING", state
-            docker("kill", victim)
-            killed = time.monotonic()
-            say(f"   killed {victim} (SIGKILL) while run {run_id[:8]} was RUNNING")
-            run = self.api.wait_for([run_id], timeout=ZOMBIE_TIMEOUT)[run_id]
-            timings["kill -> Crashed"] = time.monotonic() - killed
+            waited = time.time() - killed
+            run = self.api.wait_for([doomed_run], timeout=max(ZOMBIE_TIMEOUT - waited, 60))[
+                doomed_run
+            ]
             assert run["state"]["type"] == "CRASHED", run["state"]
             assert "heartbeat" in (run["state"]["message"] or ""), run["state"]["message"]
-            say(f"   run CRASHED {timings['kill -> Crashed']:.1f} s after the kill: "
+            timings["kill -> Crashed"] = seconds(run["state"]["timestamp"]) - killed
+            say(f"   the killed run CRASHED {timings['kill -> Crashed']:.1f} s after the kill: "
                 f"{run['state']['message'][:90]}...")  # fmt: skip
-            matched = self.check_rows(study)  # committed before the worker died
-
-            self.augur.reset()  # releases the stalled reply; replies 200 from now on
-            rerun_id = self.trigger(study)
+            assert self.check_rows(doomed) == doomed_rows
+            self.augur.reset()
+            rerun_id = self.trigger(doomed)
             rerun = self.api.wait_for([rerun_id], timeout=RUN_TIMEOUT)[rerun_id]
             assert rerun["state"]["type"] == "COMPLETED", rerun["state"]
-            assert self.check_rows(study) == matched
+            assert self.check_rows(doomed) == doomed_rows
             [notification] = completed_for(self.augur.wait_for(1), rerun_id)
-            self.augur.check(notification, study, rerun, matched)
+            self.augur.check(notification, doomed, rerun, doomed_rows)
             assert notification["json"]["new_count"] == 0, notification["json"]
-            say(f"   rerun COMPLETED: {matched} rows, new_count 0, one notification")
-            self.stack.compose("up", "-d", "--wait", "--scale", "prefect-worker=3", timeout=600)
-            self.stack.wait_healthy("prefect-worker", 3)
-
-    def restart_atlas(self) -> None:
-        with step(f"6. docker compose restart atlas-postgres while {RESTART_STUDIES} studies run"):
-            studies = self.atlas.create_studies(RESTART_STUDIES, prefix="restart")
-            self.augur.reset()
-            before = self.atlas.counts()["archive_lookup_item"]
-            with ThreadPoolExecutor(max_workers=RESTART_STUDIES) as pool:
-                run_ids = list(pool.map(self.trigger, studies))
-            # A run is RUNNING for the second or two its database work takes: restart Atlas
-            # when several are, and again while runs remain, up to three times.
-            restarts: list[float] = []
-            while len(restarts) < 3:
-                now = [r["state"]["type"] for r in self.api.flow_runs(run_ids).values()]
-                done = sum(state in TERMINAL for state in now)
-                if done == len(run_ids):
-                    break
-                wanted = min(3, len(run_ids) - done) if not restarts else 1
-                if now.count("RUNNING") >= wanted:
-                    started = time.monotonic()
-                    self.stack.compose("restart", "atlas-postgres", timeout=120)
-                    restarts.append(time.monotonic() - started)
-                    say(f"   atlas-postgres restarted ({restarts[-1]:.1f} s) with "
-                        f"{now.count('RUNNING')} run(s) RUNNING, {done} done")  # fmt: skip
-                    time.sleep(3)
-                time.sleep(0.2)
-            runs = self.api.wait_for(run_ids, timeout=BURST_TIMEOUT)
-            states = {r["name"]: r["state"]["type"] for r in runs.values()}
-            assert set(states.values()) == {"COMPLETED"}, states
-            retried = self.api.retried_task_runs(run_ids)
-            say(f"   all {RESTART_STUDIES} runs COMPLETED; {len(retried)} task run(s) retried: "
-                f"{sorted({t['name'].rsplit('-', 1)[0] for t in retried})}")  # fmt: skip
-            self.augur.wait_for(RESTART_STUDIES)
-            time.sleep(2)
-            notifications = self.augur.requests()
-            total = 0
-            for study, run_id in zip(studies, run_ids, strict=True):
-                matched = self.check_rows(study)
-                [notification] = completed_for(notifications, run_id)
-                self.augur.check(notification, study, runs[run_id], matched)
-                total += matched
-            assert self.atlas.duplicate_lookups() == 0
-            assert self.atlas.counts()["archive_lookup_item"] == before + total
-            say(f"   {total} rows added, each study's = the match rule's, none duplicated or lost; "
-                f"one notification per run")  # fmt: skip
+            say(f"   its rerun COMPLETED: {doomed_rows} rows, new_count 0, one notification")
 
     def backups(self) -> None:
-        """deploy/README.md's backup and restore commands, run as they are written there."""
+        """deploy/README.md's backup and restore commands, run as they are written there; the
+        real restore leaves Atlas restored and the Prefect server and workers stopped."""
         dump = 'pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc'
         atlas = self.stack.exec("atlas-postgres", dump)
         prefect = self.stack.exec("postgres", dump)
@@ -507,8 +510,7 @@ class Scenario:
         say("   into a new database next to it: the same rows")
 
         # The real restore, as deploy/README.md gives it: what writes stopped, the database
-        # recreated from the dump, the stack up again; every row back.
-        lookups = sorted(self.atlas.lookups_all())
+        # recreated from the dump. The `up` that follows it is the one after `down` below.
         self.stack.compose("stop", "prefect-worker", "prefect-server", timeout=120)
         self.stack.exec(
             "atlas-postgres",
@@ -517,16 +519,15 @@ class Scenario:
             '&& pg_restore -U "$POSTGRES_USER" -d "$POSTGRES_DB" --no-owner --exit-on-error',
             stdin=atlas,
         )
-        self.stack.compose("up", "-d", "--wait", timeout=600)
-        assert self.atlas.counts() == counts and sorted(self.atlas.lookups_all()) == lookups
-        say("   Atlas dropped and restored from its dump (workers stopped): every row back")
+        say("   Atlas dropped and recreated from its dump (Prefect server and workers stopped)")
 
     def down_and_up(self) -> None:
-        with step("7. backups; docker compose down, then up -d --wait: state survives"):
-            self.backups()
+        with step("5. backups and a restore; docker compose down, then up -d --wait: all back"):
             counts = self.atlas.counts()
+            lookups = sorted(self.atlas.lookups_all())
             pool = self.api.work_pool(WORK_POOL)
             runs = self.api.run_count(self.deployment_id)
+            self.backups()
             self.earlier_logs = self.stack.logs()  # `down` removes the containers and their logs
             self.stack.compose("down", timeout=300)
             assert not self.stack.containers(all_states=True), "containers left after down"
@@ -539,8 +540,10 @@ class Scenario:
             assert self.api.work_pool(WORK_POOL)["id"] == pool["id"], "work pool replaced"
             assert self.api.run_count(self.deployment_id) == runs, "run history lost"
             assert self.atlas.counts() == counts, "Atlas rows changed"
+            assert sorted(self.atlas.lookups_all()) == lookups, "lookup rows changed"
             say(f"   up again in {timings['restart: up -d --wait (volumes kept)']:.1f} s: same "
-                f"deployment, work pool, {runs} runs and Atlas rows {counts}")  # fmt: skip
+                f"deployment, work pool, {runs} runs; Atlas, restored from its dump, has every "
+                f"row back {counts}")  # fmt: skip
             self.stack.wait_healthy("prefect-worker", 1)
             [study] = self.atlas.create_studies(1, prefix="after-restart")
             self.augur.reset()
@@ -551,7 +554,7 @@ class Scenario:
             say("   and a new study completes")
 
     def secrets_and_sizes(self) -> None:
-        with step("8. no secret in the logs; image sizes"):
+        with step("6. no secret in the logs; image sizes"):
             logs = self.earlier_logs + self.stack.logs()
             leaked = [name for name, value in self.passwords.items() if value in logs]
             assert not leaked, f"secret values in `docker compose logs`: {leaked}"
@@ -576,9 +579,7 @@ class Scenario:
                 self.up,
                 self.load_archive,
                 self.first_study,
-                self.scale_and_burst,
-                self.kill_worker,
-                self.restart_atlas,
+                self.workers_burst_kill_restart,
                 self.down_and_up,
                 self.secrets_and_sizes,
             ]
@@ -594,8 +595,8 @@ class Scenario:
         finally:
             self.finish()
         say("\n== summary")
-        for name, seconds in timings.items():
-            say(f"   {name:<55} {seconds:7.1f} s")
+        for name, took in timings.items():
+            say(f"   {name:<55} {took:7.1f} s")
         say(f"   {'whole scenario':<55} {time.monotonic() - started:7.1f} s")
         if RetryingTransport.retried:
             say(f"   Prefect API requests resent after an error: {RetryingTransport.retried}")

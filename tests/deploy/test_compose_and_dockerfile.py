@@ -53,6 +53,7 @@ LOCAL_IMAGES = ROOT / "deploy" / "local-images"
 DOCKERIGNORE = ROOT / ".dockerignore"
 EXAMPLE_ENV = ROOT / "example.env"
 UV_LOCK = ROOT / "uv.lock"
+PYPROJECT = ROOT / "pyproject.toml"
 
 SERVICES = {
     "postgres",
@@ -104,6 +105,10 @@ def _service(name: str, path: Path = COMPOSE) -> dict[str, Any]:
 
 
 @cache
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+
+
 def _example_env() -> dict[str, str]:
     values = dotenv_values(EXAMPLE_ENV, interpolate=False)
     return {key: value or "" for key, value in values.items()}
@@ -773,6 +778,11 @@ def test_dependencies_are_synced_from_the_lockfile_before_the_source() -> None:
     assert "pyproject.toml" in builder[lock_copy][1]
     src_copy = next(i for args, i in copies.items() if args.startswith("src"))
     assert lock_copy < syncs[0] < src_copy < syncs[1]
+    # What the wheel build force-includes (pyproject) is in the builder before the project sync.
+    force_include = _pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for source in force_include:
+        copied = [i for args, i in copies.items() if source in args.split()[:-1]]
+        assert copied and copied[0] < syncs[1], f"{source} is not in the builder before the sync"
 
 
 def test_runtime_stage_runs_noctis_as_non_root() -> None:
@@ -782,11 +792,11 @@ def test_runtime_stage_runs_noctis_as_non_root() -> None:
     assert users[-1].split(":")[0] not in {"root", "0"}, "USER must not be root"
     env = " ".join(args for kind, args in runtime if kind == "ENV")
     assert re.search(r"PATH=\"?/opt/venv/bin:", env), "the venv is first on PATH"
-    copies = " | ".join(args for kind, args in runtime if kind == "COPY")
-    assert "--from=builder /opt/venv /opt/venv" in copies
-    assert "alembic.ini" in copies
-    assert "migrations" in copies
-    assert "NOCTIS_ALEMBIC_INI=/app/alembic.ini" in env
+    copies = [args for kind, args in runtime if kind == "COPY"]
+    # The venv is the whole installation: the wheel carries the migrations (noctis/_alembic),
+    # so nothing else is copied and no NOCTIS_ALEMBIC_INI points outside the package.
+    assert copies == ["--from=builder /opt/venv /opt/venv"], copies
+    assert "NOCTIS_ALEMBIC_INI" not in env
     cmd = [args for kind, args in runtime if kind in {"CMD", "ENTRYPOINT"}]
     assert cmd and json.loads(cmd[-1])[0] == "noctis"
 
