@@ -272,14 +272,15 @@ class Scenario:
         for container in self.stack.containers(all_states=True):
             name = container["Name"]
             if container["State"] == "running":
-                # `runc init` is Docker starting an exec (a health check) as root, an instant
-                # before it becomes the container's user: not a process of the container.
-                rows = [r for r in process_uids(name) if r[1] != "runc init"]
+                # The main process and its descendants: what the container runs. Health
+                # checks are `docker exec`s beside them, counted apart.
+                rows, execs = process_uids(name)
                 root = [command for uid, command in rows if uid == 0]
                 assert not root, f"{name} runs as root: {root}"
                 uids = sorted({uid for uid, _ in rows})
+                beside = f", {len(execs)} exec(s) beside them" if execs else ""
                 say(f"   {container['Service']:<15} uid {','.join(map(str, uids))} "
-                    f"({len(rows)} processes)")  # fmt: skip
+                    f"({len(rows)} processes{beside})")  # fmt: skip
             else:  # one-shot, exited: the user it ran as
                 user = docker("inspect", "-f", "{{.Config.User}}", name)
                 assert user not in ("", "0", "root") and not user.startswith("0:"), (name, user)

@@ -168,14 +168,31 @@ def docker(*args: str, timeout: float = 120) -> str:
     return done.stdout.strip()
 
 
-def process_uids(container: str) -> list[tuple[int, str]]:
-    """(uid, command) of every process in a running container, as the host's kernel sees them."""
-    out = docker("top", container, "-eo", "pid,uid,args")
-    rows = []
+def process_uids(container: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(uid, command) of the processes of a running container, as the host's kernel sees them:
+    its main process and every descendant, then, apart, the ``docker exec`` processes beside
+    them (health checks; they run as the image's default user, root in the database images
+    whose entry point drops to ``postgres``, as in the official ones)."""
+    main = int(docker("inspect", "-f", "{{.State.Pid}}", container))
+    out = docker("top", container, "-eo", "pid,ppid,uid,args")
+    parent: dict[int, int] = {}
+    rows: dict[int, tuple[int, str]] = {}
     for line in out.splitlines()[1:]:
-        _pid, uid, command = line.split(None, 2)
-        rows.append((int(uid), command.strip()))
-    return rows
+        pid, ppid, uid, *command = line.split(None, 3)
+        parent[int(pid)] = int(ppid)
+        rows[int(pid)] = (int(uid), command[0].strip() if command else "")
+
+    def in_tree(pid: int) -> bool:
+        while pid in parent:
+            if pid == main:
+                return True
+            pid = parent[pid]
+        return pid == main
+
+    assert main in rows, f"{container}: its main process {main} is not among {sorted(rows)}"
+    tree = [row for pid, row in rows.items() if in_tree(pid)]
+    execs = [row for pid, row in rows.items() if not in_tree(pid)]
+    return tree, execs
 
 
 def image_size_mb(image: str) -> float:
