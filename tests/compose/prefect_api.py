@@ -15,25 +15,33 @@ TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 class RetryingTransport(httpx.HTTPTransport):
     """Resend a request the server could not answer: 502/503/504 and a dropped connection, as
-    Prefect's own clients do, and 500, which a starved server answers when its database pool
-    times out (counted in ``retried``; a persistent error still fails). Every request the
-    scenario sends is a read or carries an idempotency key, so resending creates nothing."""
+    Prefect's own clients do, 500, which a starved server answers when its database pool
+    times out, and no answer within the client's timeout (all counted in ``retried``; a
+    persistent error still fails). Every request the scenario sends is a read or carries an
+    idempotency key, so resending creates nothing."""
 
     ATTEMPTS = 8
     RETRYABLE = frozenset({500, 502, 503, 504})
-    retried: dict[int, int] = {}
+    retried: dict[str, int] = {}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         for attempt in range(1, self.ATTEMPTS + 1):
             try:
                 response = super().handle_request(request)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+            except (
+                httpx.ConnectError,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.TimeoutException,
+            ) as e:
                 if attempt == self.ATTEMPTS:
                     raise
+                self.retried[type(e).__name__] = self.retried.get(type(e).__name__, 0) + 1
             else:
                 if response.status_code not in self.RETRYABLE or attempt == self.ATTEMPTS:
                     return response
-                self.retried[response.status_code] = self.retried.get(response.status_code, 0) + 1
+                code = f"HTTP {response.status_code}"
+                self.retried[code] = self.retried.get(code, 0) + 1
                 response.close()
             time.sleep(min(3.0, 0.1 * 2**attempt))
         raise AssertionError("unreachable")
