@@ -142,7 +142,7 @@ class Stack:
     def health(self, name: str) -> str:
         return docker("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", name)
 
-    def wait_healthy(self, service: str, count: int, timeout: float = 180) -> list[str]:
+    def wait_healthy(self, service: str, count: int, timeout: float = 300) -> list[str]:
         deadline = time.monotonic() + timeout
         while True:
             names = [c["Name"] for c in self.containers(service)]
