@@ -34,6 +34,7 @@ Steps (each prints what it measured):
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import shutil
 import subprocess
@@ -138,13 +139,18 @@ class Augur:
         headers = request["headers"]
         assert request["method"] == "POST", request["method"]
         assert request["path"] == NOTIFY_PATH.format(dream_pk=study.dream), request["path"]
-        assert headers.get("idempotency-key") == f"noctis:{run_id}:completed"
+        # The outbox's key: the committed update's, the same on every attempt (issue 12).
+        key = headers.get("idempotency-key") or ""
+        study_key = f"noctis:imagery-finder-{study.finder}:dream-{study.dream}"
+        assert re.fullmatch(rf"{study_key}:update-\d+:completed", key), key
         assert headers.get("authorization") == f"Bearer {self.token}", "wrong Authorization"
         assert headers.get("user-agent", "").startswith("noctis/"), headers.get("user-agent")
         assert headers.get("content-type", "").startswith("application/json")
         body = dict(request["json"])
         coverage = body.pop("coverage")
         new_count = body.pop("new_count")
+        plan_scenes = body.pop("plan_scenes")  # the coverage plan (issue 15)
+        plan_coverage = body.pop("plan_coverage")
         assert body == {
             "event": "imagery-finder-study.completed",
             "dream_pk": study.dream,
@@ -155,8 +161,11 @@ class Augur:
         assert 0 <= new_count <= matched, new_count
         if matched:
             assert coverage is not None and 0 < coverage <= 1, coverage
+            assert plan_scenes is not None and 1 <= plan_scenes <= matched, plan_scenes
+            assert plan_coverage is not None and 0 < plan_coverage <= coverage + 1e-6, plan_coverage
         else:
             assert coverage in (0, 0.0, None), coverage
+            assert plan_scenes in (0, None), plan_scenes
 
 
 def completed_for(requests: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
@@ -384,7 +393,8 @@ class Scenario:
         self.augur.reset()
         self.augur.script([{"status": 200, "stall": 600}])  # the run hangs telling Augur
         run_id = self.trigger(study)
-        self.augur.wait_for(1)  # mid-run: the link step is committed, the notify hangs
+        [stalled] = self.augur.wait_for(1)  # mid-run: the link step is committed, the notify hangs
+        self.stalled_key = stalled["headers"].get("idempotency-key")
         wait_until("the run's first heartbeat", lambda: self.api.has_heartbeat(run_id), 60)
         victim = wait_until("the worker running it", lambda: self.worker_running(run_id), 30)
         state = self.api.flow_runs([run_id])[run_id]["state"]["type"]
@@ -454,7 +464,11 @@ class Scenario:
             self.augur.wait_for(CONCURRENT_STUDIES)
             time.sleep(2)
             notifications = self.augur.requests()
-            assert len(notifications) == CONCURRENT_STUDIES, len(notifications)
+            # Besides the burst's: only the killed run's committed completed, which the outbox
+            # dispatcher delivers once its stalled caller is gone (issue 12).
+            others = [r for r in notifications if (r.get("json") or {}).get("flow_run_id")
+                      not in set(run_ids)]  # fmt: skip
+            assert {(r["json"] or {}).get("flow_run_id") for r in others} <= {doomed_run}, others
             total = 0
             for study, run_id in zip(studies, run_ids, strict=True):
                 matched = self.check_rows(study)
@@ -476,6 +490,20 @@ class Scenario:
             say(f"   the killed run CRASHED {timings['kill -> Crashed']:.1f} s after the kill: "
                 f"{run['state']['message'][:90]}...")  # fmt: skip
             assert self.check_rows(doomed) == doomed_rows
+            # Its update had committed: the outbox delivers its completed (the same key as the
+            # stalled attempt), never a failed.
+            [late] = wait_until(
+                "the killed run's completed, delivered by the outbox dispatcher",
+                lambda: completed_for(self.augur.requests(), doomed_run) or None,
+                ZOMBIE_TIMEOUT,
+            )
+            self.augur.check(late, doomed, run, doomed_rows)
+            assert late["headers"].get("idempotency-key") == self.stalled_key, late["headers"]
+            events = {(r.get("json") or {}).get("event") for r in self.augur.requests()
+                      if (r.get("json") or {}).get("flow_run_id") == doomed_run}  # fmt: skip
+            assert events == {"imagery-finder-study.completed"}, events
+            say("   the killed run's committed completed reached Augur through the outbox, "
+                "under the key of its stalled attempt; no failed")  # fmt: skip
             self.augur.reset()
             rerun_id = self.trigger(doomed)
             rerun = self.api.wait_for([rerun_id], timeout=RUN_TIMEOUT)[rerun_id]
