@@ -412,6 +412,23 @@ SQL_CALLS = {"text", "execute", "exec_driver_sql", "fetch", "fetchrow", "fetchva
 ALLOWED = {
     ("demo.py", 'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)'): "identifier, a constant",
     ("demo.py", 'CREATE DATABASE "{DEMO_DB}"'): "identifier, a constant",
+    # The loader's staging table and upsert: module constants (column names, the table's
+    # name), no value from a file or a caller.
+    (
+        "scenes.py",
+        "CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (external_id text NOT NULL, collection text "
+        "NOT NULL, footprint bytea NOT NULL, acquired_at timestamptz NOT NULL, cloud_cover real, "
+        "gsd real, properties jsonb NOT NULL) ON COMMIT DROP",
+    ): "identifier, a constant",
+    ("scenes.py", "TRUNCATE {STAGE}"): "identifier, a constant",
+    (
+        "scenes.py",
+        "WITH written AS ( INSERT INTO archive_item AS item ({', '.join(COLUMNS)}) SELECT "
+        "{_SELECTED} FROM {STAGE} ORDER BY external_id ON CONFLICT (external_id) DO UPDATE SET "
+        "{_SET} WHERE ({_MINE}) IS DISTINCT FROM ({_THEIRS}) RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT "
+        "inserted) AS updated FROM written",
+    ): "column names, constants",
 }
 
 
