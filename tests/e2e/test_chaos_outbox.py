@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from tests.chaos.faults import Pace
 from tests.chaos.run import Config, chaos_run, report
 
-pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.chaos]
 
 SUITE = Config(
     studies=12,
