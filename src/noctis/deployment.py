@@ -71,11 +71,11 @@ ZOMBIE_CRASH_MESSAGE = (
 
 STUCK_AUTOMATION_NAME = "noctis: crash imagery-finder-study runs that never start"
 STUCK_CRASH_MESSAGE = (
-    "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without a "
-    "heartbeat (its worker or flow-run process died before the run began). Rerunning the study "
-    "is safe."
+    "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without starting "
+    "(its worker died before the flow-run process began). Rerunning the study is safe."
 )
 PENDING_EVENT = "prefect.flow-run.Pending"
+RUNNING_EVENT = "prefect.flow-run.Running"
 
 CRASH_AUTOMATION_NAME = "noctis: announce crashed or cancelled imagery-finder-study runs"
 CRASH_EVENTS = frozenset({"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"})
@@ -141,28 +141,26 @@ def zombie_automation(
 def stuck_automation(
     deployment_id: UUID, *, stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER
 ) -> AutomationCore:
-    """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without a heartbeat.
+    """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without Running.
 
     A worker sets a run Pending when it takes it, then starts its flow-run process, which sets
-    it Running and heartbeats at once. A worker or process killed in between (before Running,
-    or after Running but before the first heartbeat: found by the chaos run) leaves a run with
-    no heartbeat, which the zombie automation never sees: this one crashes it, so the crash
-    automation announces it. The first heartbeat follows Running within milliseconds, so
-    waiting for it rather than for Running crashes no run that started.
+    it Running and heartbeats. A worker killed in between leaves the run Pending with no
+    heartbeat, which the zombie automation never sees: this one crashes it, so the crash
+    automation announces it.
     """
     seconds = int(stuck_after.total_seconds())
     return AutomationCore(
         name=STUCK_AUTOMATION_NAME,
         description=(
-            f"Marks a run of {FULL_NAME} Crashed when {seconds} s after Pending it has sent no "
-            "heartbeat. Managed by `noctis deploy`."
+            f"Marks a run of {FULL_NAME} Crashed when it stays Pending for {seconds} s without "
+            "starting. Managed by `noctis deploy`."
         ),
         enabled=True,
         tags=["noctis"],
         trigger=EventTrigger(
             posture=Posture.Proactive,
             after={PENDING_EVENT},
-            expect={HEARTBEAT_EVENT, *TERMINAL_EVENTS},
+            expect={RUNNING_EVENT, *TERMINAL_EVENTS},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             match_related=ResourceSpecification(
                 {
