@@ -97,9 +97,14 @@ async def ensure_work_pool(name: str) -> None:
 
 
 def zombie_automation(
-    deployment_id: UUID, *, zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER
+    deployment_id: UUID,
+    *,
+    zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    also: tuple[UUID, ...] = (),
 ) -> AutomationCore:
-    """The documented zombie-flow automation, limited to the runs of ``deployment_id``.
+    """The documented zombie-flow automation, limited to the runs of ``deployment_id`` (and of
+    the deployments in ``also``: the outbox dispatcher's, whose dead pass would otherwise hold
+    its one-pass-at-a-time slot for ever and cancel every later pass).
 
     Prefect's recipe matches every flow run of the server; this one also requires the related
     deployment, so Noctis never crashes another team's run that heartbeats at Prefect's
@@ -122,7 +127,9 @@ def zombie_automation(
             match_related=ResourceSpecification(
                 {
                     "prefect.resource.role": "deployment",
-                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                    "prefect.resource.id": [
+                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
+                    ],
                 }
             ),
             for_each={"prefect.resource.id"},
@@ -139,7 +146,10 @@ def zombie_automation(
 
 
 def stuck_automation(
-    deployment_id: UUID, *, stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER
+    deployment_id: UUID,
+    *,
+    stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    also: tuple[UUID, ...] = (),
 ) -> AutomationCore:
     """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without Running.
 
@@ -165,7 +175,9 @@ def stuck_automation(
             match_related=ResourceSpecification(
                 {
                     "prefect.resource.role": "deployment",
-                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                    "prefect.resource.id": [
+                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
+                    ],
                 }
             ),
             for_each={"prefect.resource.id"},
@@ -291,11 +303,22 @@ async def register(
         concurrency_limit=ConcurrencyLimitConfig(
             limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
         ),
+        # Heartbeats, so that the zombie automation crashes a pass whose worker died and the
+        # slot above is freed (a dead pass would otherwise cancel every later one).
+        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
     async with get_client() as client:
-        await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
-        await ensure_automation(client, stuck_automation(deployment_id, stuck_after=zombie_after))
+        await ensure_automation(
+            client,
+            zombie_automation(deployment_id, zombie_after=zombie_after, also=(dispatcher_id,)),
+        )
+        # The dispatcher's runs too: a pass whose worker died while starting it would hold the
+        # pass-at-a-time slot for ever (found by the e2e crash test).
+        await ensure_automation(
+            client,
+            stuck_automation(deployment_id, stuck_after=zombie_after, also=(dispatcher_id,)),
+        )
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id
