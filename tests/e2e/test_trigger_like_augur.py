@@ -27,6 +27,7 @@ from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
     DEFAULT_ZOMBIE_AFTER,
+    DISPATCHER_FULL_NAME,
     FULL_NAME,
     HEARTBEAT_SECONDS,
     ZOMBIE_AUTOMATION_NAME,
@@ -335,6 +336,7 @@ def test_noctis_deploy_registers_the_zombie_automation_and_the_limit_once(
         assert FULL_NAME in again.stdout
 
         deployment = api.get(f"/deployments/name/{FULL_NAME}").json()
+        dispatcher = api.get(f"/deployments/name/{DISPATCHER_FULL_NAME}").json()
         automations = _automations(api)
         limit = api.get(f"/v2/concurrency_limits/{ATLAS_WRITES_LIMIT}")
         pool = api.get(f"/work_pools/{WORK_POOL}").json()
@@ -362,9 +364,13 @@ def test_noctis_deploy_registers_the_zombie_automation_and_the_limit_once(
         "prefect.flow-run.Crashed",
     }
     assert trigger["match"] == {"prefect.resource.id": ["prefect.flow-run.*"]}
+    # The study's runs and the dispatcher's (a dead pass must not hold its slot for ever).
     assert trigger["match_related"] == {
         "prefect.resource.role": "deployment",
-        "prefect.resource.id": f"prefect.deployment.{deployment['id']}",
+        "prefect.resource.id": [
+            f"prefect.deployment.{deployment['id']}",
+            f"prefect.deployment.{dispatcher['id']}",
+        ],
     }
     assert trigger["for_each"] == ["prefect.resource.id"]
     assert trigger["within"] == 90
