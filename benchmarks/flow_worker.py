@@ -161,7 +161,7 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
             steps: list[dict[str, float]] = []
             matched: set[int] = set()
             for i in range(int(spec["warmups"]) + int(spec["runs"])):
-                await conn.execute("TRUNCATE archive_lookup_item")
+                await conn.execute("TRUNCATE archive_lookup_item CASCADE")
                 gc.collect()
                 TIMINGS.clear()
                 started = time.perf_counter()
@@ -192,7 +192,7 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
-        await conn.execute("TRUNCATE archive_lookup_item")
+        await conn.execute("TRUNCATE archive_lookup_item CASCADE")
     finally:
         await conn.close()
     return out

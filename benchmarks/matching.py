@@ -36,7 +36,7 @@ from benchmarks.stats import Measurement, measure_interleaved
 from noctis.db import APPLICATION_NAME, libpq_dsn, make_engine, make_session_factory
 from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import coverage_expression, match_conditions
-from noctis.study import CheckedStudy, check_study, link_study
+from noctis.study import CheckedStudy, check_study
 from noctis.unit_of_work import UnitOfWork
 
 CUSTOM_PLAN = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
@@ -211,7 +211,7 @@ class Bench:
         )
 
     async def truncate(self) -> None:
-        await self.admin.execute("TRUNCATE archive_lookup_item")
+        await self.admin.execute("TRUNCATE archive_lookup_item CASCADE")
 
     async def planned(self, study: Study) -> dict[str, Any]:
         """What the planner makes of Noctis' statement for this study (EXPLAIN, not run):
@@ -254,9 +254,16 @@ class Bench:
     # ------------------------------------------------------------------ approaches
 
     async def link(self, checked: CheckedStudy, *, ping: bool = True) -> int:
-        """Noctis' link step: ``link_study`` (LookupRepository.link + commit) in a UnitOfWork."""
+        """Noctis' link step as the floor does it: the study's lock, ``LookupRepository.link``
+        and COMMIT, in a UnitOfWork. ``link_study`` also measures the union coverage in the
+        same transaction (for the outbox's notification: issue 12) and may plan (issue 15):
+        separate statements that the floor does not make, so they are not in this ratio."""
         async with UnitOfWork(self.factory if ping else self.factory_no_ping) as uow:
-            result = await link_study(uow, checked)
+            await uow.lookups.lock(finder_id=checked.finder_id, dream_id=checked.dream_id)
+            result = await uow.lookups.link(
+                criteria=checked.criteria, dream_id=checked.dream_id, locked=True
+            )
+            await uow.commit()
         return result.total
 
     async def union_sql(self, study: Study, query: str) -> float:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -40,6 +41,14 @@ def _settings_for(url: URL) -> Settings:
         noctis_augur_api_url="",
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+def _head_revision() -> str:
+    """The migrations' single head, as ``db upgrade`` leaves ``alembic_version`` (never a
+    hard-coded revision: branches add revisions and the head moves)."""
+    config = migrate.alembic_config(Settings(_env_file=None))  # type: ignore[call-arg]
+    (head,) = ScriptDirectory.from_config(config).get_heads()
+    return str(head)
 
 
 def _admin(url: URL) -> psycopg.Connection:
@@ -119,7 +128,8 @@ def prefect_server(postgis_url: URL) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         database = postgis_url.set(database=name).render_as_string(hide_password=False)
-        with prefect_harness_on_postgres(database) as api_url:
+        # generous, as the e2e bounds: a busy 2-core machine starts Prefect's server slowly
+        with prefect_harness_on_postgres(database, startup_timeout=300) as api_url:
             yield api_url
     finally:
         with _admin(postgis_url) as conn:

@@ -80,6 +80,10 @@ class Notification(BaseModel):
     matched_count: int = Field(default=0, ge=0)
     new_count: int = Field(default=0, ge=0)
     coverage: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    plan_scenes: int | None = Field(default=None, ge=0)
+    """Scenes in the coverage plan of the whole window (None: a point AOI, or a failure)."""
+    plan_coverage: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    """Share of the AOI those scenes cover (in the terms of ``coverage``)."""
     error: str | None = None
     removed_count: int | None = Field(default=None, ge=0)
     """``updated`` only: lookup rows removed because an updated scene no longer matches."""

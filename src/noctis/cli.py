@@ -1,5 +1,6 @@
-"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; export a
-study; deliver and inspect the notification outbox; match the standing studies and close one;
+"""``noctis``: run, serve and deploy the imagery-finder-study flow; migrate Atlas; load STAC
+scenes into the archive; plan and export a study; deliver and inspect the notification outbox;
+match the standing studies and close one;
 the demo.
 
 Every failure the user can act on ends in one line on stderr and exit code 1, never a
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from noctis import __version__
-from noctis.errors import NoctisError
+from noctis.errors import LoaderError, NoctisError
 
 if TYPE_CHECKING:
     from noctis.outbox import OpenUnitOfWork
@@ -46,6 +47,8 @@ standing_app = typer.Typer(
     help="Standing studies: scenes ingested after a study ran.", no_args_is_help=True
 )
 app.add_typer(standing_app, name="standing")
+archive_app = typer.Typer(help="The archive of scenes (archive_item).", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
 
 console = Console()
 err = Console(stderr=True)
@@ -70,6 +73,8 @@ def _one_line(what: str) -> Iterator[None]:
         yield
     except NoctisError as e:
         err.print(f"[red]{what}:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        for note in getattr(e, "__notes__", ()):
+            err.print(escape(note), soft_wrap=True, highlight=False)
         raise typer.Exit(1) from e
 
 
@@ -105,6 +110,59 @@ def run(
         sys.stdout.write(result.model_dump_json() + "\n")
     else:
         console.print(result_table(result))
+
+
+@app.command()
+def plan(
+    imagery_finder_pk: FinderPk,
+    dream_pk: DreamPk,
+    per: Annotated[
+        str, typer.Option(help="One plan per: window (default), month, quarter, year, 'N days'.")
+    ] = "window",
+    target: Annotated[
+        float, typer.Option(help="Share of what the study's scenes cover, in (0, 1].")
+    ] = 0.99,
+    min_gain: Annotated[
+        float, typer.Option(help="A scene must add more than this share of it.")
+    ] = 1e-4,
+    cloud_weight: Annotated[
+        float, typer.Option(help="Weight of (1 - weight * cloud%/100), in [0, 1).")
+    ] = 0.5,
+    recency_weight: Annotated[
+        float, typer.Option(help="Weight of (1 - weight * age in the slice), in [0, 1).")
+    ] = 0.1,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The fewest scenes of a study that cover its AOI, preferring clear and recent ones;
+    stored, replacing the study's plan of the same --per (noctis export --plan)."""
+    import json
+
+    from noctis.console import plan_tables
+    from noctis.cover import Per, PlanOptions, Preference
+    from noctis.notebook import make_coverage_plan
+
+    with _one_line("Plan failed"):
+        options = PlanOptions(
+            per=Per.parse(per),
+            target=target,
+            min_gain=min_gain,
+            preference=Preference(cloud_weight=cloud_weight, recency_weight=recency_weight),
+        )
+        planned = asyncio.run(make_coverage_plan(imagery_finder_pk, dream_pk, options))
+    if not planned.candidates:
+        err.print(
+            f"ImageryFinder {imagery_finder_pk} for Dream {dream_pk} has no lookup rows with "
+            f"coverage: nothing to plan (run the study first: noctis run --imagery-finder-pk "
+            f"{imagery_finder_pk} --dream-pk {dream_pk})",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if json_output:
+        sys.stdout.write(json.dumps(planned.to_dict()) + "\n")
+        return
+    for table in plan_tables(planned):
+        console.print(table)
 
 
 @app.command()
@@ -153,6 +211,86 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     console.print(f"Atlas at {where} is at {revision}")
 
 
+@archive_app.command("load")
+def archive_load(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="STAC files: .json (ItemCollection), .ndjson/.jsonl, .parquet (stac-geoparquet).",
+            show_default=False,
+            metavar="PATH",
+        ),
+    ],
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection", help="Allow only this collection (repeat for several); others are bad."
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Load the good items of a file with bad ones (reported)."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Items per COPY and upsert.")
+    ] = 10_000,
+    commit_each_batch: Annotated[
+        bool,
+        typer.Option(
+            "--commit-each-batch", help="Commit every batch, not once per file (huge files)."
+        ),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only read and check the items; write nothing.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Load STAC items into the archive: checked, idempotent on the item id, in batches."""
+    import json
+
+    from rich.progress import MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
+
+    from noctis.console import load_table
+    from noctis.loader import LoadOptions, check_files, load_files
+
+    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+    tasks: dict[Path, TaskID] = {}
+
+    def progress(path: Path, done: int, total: int | None) -> None:
+        if path not in tasks:
+            tasks[path] = bar.add_task(path.name, total=total)
+        bar.update(tasks[path], completed=done, total=total)
+
+    def report(line: str) -> None:
+        err.print(f"[yellow]skipped[/yellow] {escape(line)}", soft_wrap=True, highlight=False)
+
+    options = LoadOptions(
+        collections=frozenset(collection) if collection else None,
+        skip_invalid=skip_invalid,
+        batch_size=batch_size,
+        commit_each_batch=commit_each_batch,
+        progress=progress,
+        report=report,
+    )
+    with _one_line("Load failed"), bar:
+        try:
+            if check:
+                summary = check_files(paths, options)
+            else:
+                summary = asyncio.run(load_files(paths, options=options))
+        except LoaderError as e:
+            if e.loaded:  # said after the reason, by _one_line
+                e.add_note(f"Loaded before it (committed): {', '.join(e.loaded)}")
+            raise
+    if json_output:
+        sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
+    else:
+        console.print(load_table(summary))
+
+
 @app.command()
 def export(
     imagery_finder_pk: FinderPk,
@@ -162,10 +300,18 @@ def export(
         typer.Option("--format", help="parquet (GeoParquet), geojson, stac (ItemCollection), csv."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    plan: Annotated[
+        bool, typer.Option("--plan", help="The scenes of its stored coverage plan instead.")
+    ] = False,
+    per: Annotated[
+        str, typer.Option(help="With --plan: the plan per window (default), month, … to export.")
+    ] = "window",
 ) -> None:
-    """Write a study's lookup rows to a file: GeoParquet, GeoJSON, STAC or CSV."""
+    """Write a study's lookup rows (or its coverage plan's scenes) to a file: GeoParquet,
+    GeoJSON, STAC or CSV."""
     from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from noctis.cover import Per
     from noctis.exports import export_study
 
     columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
@@ -176,11 +322,18 @@ def export(
         bar.update(task, completed=done, total=total)
 
     with _one_line("Export failed"), bar:
+        slicing = str(Per.parse(per)) if plan else None
         result = export_study(
-            imagery_finder_pk, dream_pk, fmt=fmt.value, output=output, progress=progress
+            imagery_finder_pk,
+            dream_pk,
+            fmt=fmt.value,
+            output=output,
+            progress=progress,
+            plan=slicing,
         )
+    what = "rows" if slicing is None else f"planned scenes (per {slicing})"
     console.print(
-        f"Wrote {result.rows:,} rows of ImageryFinder {imagery_finder_pk} for Dream "
+        f"Wrote {result.rows:,} {what} of ImageryFinder {imagery_finder_pk} for Dream "
         f"{dream_pk} to {result.path} ({result.fmt})",
         highlight=False,
     )

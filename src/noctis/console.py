@@ -1,16 +1,20 @@
-"""Terminal views (rich tables) for the CLI and the demo: a study, the outbox, a standing pass."""
+"""A study's result, its coverage plan, the outbox, a load's summary and a standing pass on a
+terminal (rich tables), for the CLI and the demo."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from noctis.loader import LoadSummary
 from noctis.outbox import OutboxStatus
+from noctis.plans import StudyPlan
 from noctis.repositories import StudyItem
-from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, summary_rows
+from noctis.results import ITEM_COLUMNS, StudyResult, item_rows, share, summary_rows
 from noctis.standing import PassReport
 
 
@@ -108,4 +112,62 @@ def pass_table(report: PassReport, *, augur: bool) -> Table:
     ]
     for label, value in rows:
         table.add_row(label, value)
+    return table
+
+
+def plan_tables(planned: StudyPlan) -> list[Table]:
+    """A study's coverage plan: one row per slice, then the scenes of a plan of one slice."""
+    plan = planned.plan
+    title = (
+        f"Coverage plan of ImageryFinder {planned.study.finder_id} for Dream "
+        f"{planned.study.dream_id}, per {plan.options.per}: target {plan.options.target:.1%} of "
+        f"the {share(plan.aoi_share(plan.union_m2))} of the AOI its {len(planned.candidates):,} "
+        "scenes cover"
+    )
+    slices = Table(title=title)
+    for column in ("Slice (UTC days)", "Scenes", "At least", "Of the union", "Of the AOI", ""):
+        slices.add_column(column, justify="left" if not column or column[0] == "S" else "right")
+    for part in plan.slices:
+        slices.add_row(
+            str(part.slice),
+            str(len(part.scenes)),
+            str(part.lower_bound),
+            "-" if plan.share(part.covered_m2) is None else share(plan.share(part.covered_m2)),
+            share(plan.aoi_share(part.covered_m2)),
+            "" if part.reached else "target not reached",
+        )
+    tables = [slices]
+    if len(plan.slices) == 1 and plan.slices[0].scenes:
+        scenes = Table(title="The scenes, in the order the plan takes them")
+        for column in ("#", "Item", "Acquired (UTC)", "Cloud %", "Adds (of the AOI)"):
+            scenes.add_column(column)
+        for rank, scene in enumerate(plan.slices[0].scenes, start=1):
+            item = planned.item(scene.index)
+            scenes.add_row(
+                str(rank),
+                item.external_id,
+                f"{item.acquired_at:%Y-%m-%d %H:%M}",
+                "?" if item.cloud_cover is None else f"{item.cloud_cover:.0f}",
+                share(plan.aoi_share(scene.gain_m2)),
+            )
+        tables.append(scenes)
+    return tables
+
+
+def load_table(summary: LoadSummary) -> Table:
+    """What ``noctis archive load`` did: one row per file (its name; ``--json`` has the paths)."""
+    table = Table(title="Scenes loaded into the archive")
+    names = ("read", "inserted", "updated", "unchanged", "skipped")
+    for column in ("file", *names, "s", "items/s"):
+        table.add_column(column, justify="left" if column == "file" else "right", no_wrap=True)
+
+    def row(label: str, counts: list[int], seconds: float) -> list[str]:
+        rate = f"{counts[0] / seconds:,.0f}" if seconds > 0 else "-"
+        return [label, *(f"{c:,}" for c in counts), f"{seconds:.2f}", rate]
+
+    for f in summary.files:
+        table.add_row(*row(Path(f.path).name, [getattr(f, n) for n in names], f.seconds))
+    if len(summary.files) > 1:
+        totals = [summary.total(n) for n in names]
+        table.add_row(*row("total", totals, summary.seconds), style="bold")
     return table

@@ -20,9 +20,12 @@ idempotently (a second call updates, never duplicates):
   slots), which the flow's link step occupies, so N workers cannot open N * limit Atlas writes;
 * the outbox dispatcher, ``noctis-outbox-dispatcher/default``, on the same pool, scheduled every
   ``noctis_outbox_dispatch_seconds`` (:mod:`noctis.flows.outbox_dispatcher`);
+* the stuck-run automation (:data:`STUCK_AUTOMATION_NAME`): a run left Pending by a worker
+  that died before its flow-run process started is marked ``Crashed`` after ``zombie_after``;
 * the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
   deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
-  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses;
+  to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses
+  (and any pass the deployment's limit of one pass at a time cancelled);
 * the standing matcher, ``standing-match/default``, every ``noctis_standing_match_seconds`` and
   on every ``noctis.archive.loaded`` event (a deployment trigger), and ``close-study/default``,
   which Augur runs to close a standing study (:mod:`noctis.flows.standing`).
@@ -38,7 +41,11 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+    StateType,
+)
 from prefect.events import DeploymentEventTrigger
 from prefect.events.actions import ChangeFlowRunState, RunDeployment
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
@@ -69,6 +76,14 @@ ZOMBIE_CRASH_MESSAGE = (
     "nothing twice."
 )
 
+STUCK_AUTOMATION_NAME = "noctis: crash imagery-finder-study runs that never start"
+STUCK_CRASH_MESSAGE = (
+    "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without starting "
+    "(its worker died before the flow-run process began). Rerunning the study is safe."
+)
+PENDING_EVENT = "prefect.flow-run.Pending"
+RUNNING_EVENT = "prefect.flow-run.Running"
+
 CRASH_AUTOMATION_NAME = "noctis: announce crashed or cancelled imagery-finder-study runs"
 CRASH_EVENTS = frozenset({"prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"})
 
@@ -89,9 +104,14 @@ async def ensure_work_pool(name: str) -> None:
 
 
 def zombie_automation(
-    deployment_id: UUID, *, zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER
+    deployment_id: UUID,
+    *,
+    zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    also: tuple[UUID, ...] = (),
 ) -> AutomationCore:
-    """The documented zombie-flow automation, limited to the runs of ``deployment_id``.
+    """The documented zombie-flow automation, limited to the runs of ``deployment_id`` (and of
+    the deployments in ``also``: the outbox dispatcher's, whose dead pass would otherwise hold
+    its one-pass-at-a-time slot for ever and cancel every later pass).
 
     Prefect's recipe matches every flow run of the server; this one also requires the related
     deployment, so Noctis never crashes another team's run that heartbeats at Prefect's
@@ -114,7 +134,9 @@ def zombie_automation(
             match_related=ResourceSpecification(
                 {
                     "prefect.resource.role": "deployment",
-                    "prefect.resource.id": f"prefect.deployment.{deployment_id}",
+                    "prefect.resource.id": [
+                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
+                    ],
                 }
             ),
             for_each={"prefect.resource.id"},
@@ -125,6 +147,53 @@ def zombie_automation(
             ChangeFlowRunState(
                 state=StateType.CRASHED,
                 message=ZOMBIE_CRASH_MESSAGE.format(seconds=seconds),
+            )
+        ],
+    )
+
+
+def stuck_automation(
+    deployment_id: UUID,
+    *,
+    stuck_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    also: tuple[UUID, ...] = (),
+) -> AutomationCore:
+    """Marks Crashed a run of ``deployment_id`` Pending for ``stuck_after`` without Running.
+
+    A worker sets a run Pending when it takes it, then starts its flow-run process, which sets
+    it Running and heartbeats. A worker killed in between leaves the run Pending with no
+    heartbeat, which the zombie automation never sees: this one crashes it, so the crash
+    automation announces it.
+    """
+    seconds = int(stuck_after.total_seconds())
+    return AutomationCore(
+        name=STUCK_AUTOMATION_NAME,
+        description=(
+            f"Marks a run of {FULL_NAME} Crashed when it stays Pending for {seconds} s without "
+            "starting. Managed by `noctis deploy`."
+        ),
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after={PENDING_EVENT},
+            expect={RUNNING_EVENT, *TERMINAL_EVENTS},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": [
+                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
+                    ],
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=stuck_after,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=STUCK_CRASH_MESSAGE.format(seconds=seconds)
             )
         ],
     )
@@ -238,11 +307,28 @@ async def register(
         tags=["noctis"],
         interval=dispatch_every,
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # One pass at a time: a pass due while another runs is cancelled, not queued, so a
+        # slow or busy worker never builds a backlog of passes that crowds out the studies.
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
+        # Heartbeats, so that the zombie automation crashes a pass whose worker died and the
+        # slot above is freed (a dead pass would otherwise cancel every later one).
+        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
     await register_standing(work_pool=work_pool, every=standing_every)
     async with get_client() as client:
-        await ensure_automation(client, zombie_automation(deployment_id, zombie_after=zombie_after))
+        await ensure_automation(
+            client,
+            zombie_automation(deployment_id, zombie_after=zombie_after, also=(dispatcher_id,)),
+        )
+        # The dispatcher's runs too: a pass whose worker died while starting it would hold the
+        # pass-at-a-time slot for ever (found by the e2e crash test).
+        await ensure_automation(
+            client,
+            stuck_automation(deployment_id, stuck_after=zombie_after, also=(dispatcher_id,)),
+        )
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
     return deployment_id

@@ -21,6 +21,15 @@
     │                           timeout): safe to retry
     ├── ExportError             ``noctis export`` cannot write: an unwritable output path, or a
     │                           study with no lookup rows (names the study or the path)
+    ├── PlanError               no coverage plan can be made as asked: a point AOI (coverage is
+    │                           undefined), a target outside (0, 1], an unknown slice, a
+    │                           preference weight outside [0, 1)
+    ├── LoaderError             ``noctis archive load`` cannot read a file: missing, empty, an
+    │   │                       unknown suffix, an ItemCollection that is not JSON or not STAC
+    │   │                       (names the file and the reason); nothing is written from it
+    │   └── InvalidItems        a file with bad STAC items: each named by its position (file,
+    │                           line, index or row), its id and the reason; nothing is written
+    │                           from the file unless the operator skips bad items
     └── AugurError              the notification to Augur did not go through
         ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
         │                       the budget ran out
@@ -109,6 +118,42 @@ class MissingExtra(NoctisError):
 
 class ExportError(NoctisError):
     """A study that could not be exported: nothing to export, or an output Noctis cannot write."""
+
+
+class PlanError(NoctisError):
+    """A coverage plan that cannot be made as asked; the message says why and what to use."""
+
+
+class LoaderError(NoctisError):
+    """A STAC file ``noctis archive load`` cannot read; the message names the file and why."""
+
+    loaded: tuple[str, ...] = ()
+    """The files of the same command loaded (and committed) before this one failed."""
+
+
+class InvalidItems(LoaderError):
+    """Bad STAC items in a file: ``problems`` holds one line per item (position, id, reason)."""
+
+    SHOWN = 10
+
+    def __init__(self, path: str, problems: list[str], *, count: int, note: str = "") -> None:
+        self.path = path
+        self.problems = problems
+        self.count = count
+        lines = problems[: self.SHOWN]
+        more = count - len(lines)
+        tail = [f"  ... and {more:,} more"] if more > 0 else []
+        noun = "item" if count == 1 else "items"
+        super().__init__(
+            "\n".join(
+                [
+                    f"{path}: {count:,} bad STAC {noun}; nothing was written from this file{note} "
+                    "(--skip-invalid loads the good ones and reports the bad)",
+                    *(f"  {line}" for line in lines),
+                    *tail,
+                ]
+            )
+        )
 
 
 class DatabaseError(NoctisError):

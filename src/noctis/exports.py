@@ -4,6 +4,7 @@
 
     from noctis.exports import export_study
     export_study(7, 3, fmt="parquet", output=Path("study.parquet"))
+    export_study(7, 3, fmt="geojson", output=Path("plan.geojson"), plan="window")  # its plan
 
 The rows stream from the database in record batches (:func:`noctis.frames.study_batches`) and
 each batch is written before the next is read, so memory stays flat however large the study.
@@ -66,8 +67,11 @@ def export_study(
     output: Path,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    plan: str | None = None,
 ) -> ExportResult:
-    """Write the study's lookup rows to ``output`` in ``fmt`` (one of :data:`FORMATS`)."""
+    """Write the study's lookup rows to ``output`` in ``fmt`` (one of :data:`FORMATS`); with
+    ``plan`` (a slicing: ``window``, ``month``, …), the scenes of its stored coverage plans of
+    that slicing instead, with their slice and rank (:func:`noctis.frames.read_plan`)."""
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     with needs("noctis export"):  # before anything is written
@@ -79,17 +83,28 @@ def export_study(
     settings = settings or get_settings()
     output = Path(output).expanduser().absolute()
     with _atomic(output) as handle:
-        checked = run_sync(check_study_rows(finder_id, dream_id, settings=settings))
-        if checked.rows == 0:
-            raise ExportError(
-                f"{checked.label} has no lookup rows: nothing to export "
-                f"(run the study first: noctis run --imagery-finder-pk {finder_id} "
-                f"--dream-pk {dream_id})"
-            )
+        checked = run_sync(check_study_rows(finder_id, dream_id, settings=settings, plan=plan))
+        if not checked.rows:
+            raise ExportError(_nothing(checked.label, finder_id, dream_id, plan, checked.rows))
         written = [0]  # what the stream delivered: rows linked since the count are written too
         batches = _counted(study_batches(settings, checked), checked.rows, progress, written)
         WRITERS[fmt](handle, batches)
     return ExportResult(path=output, fmt=fmt, rows=written[0])
+
+
+def _nothing(label: str, finder_id: int, dream_id: int, plan: str | None, rows: int | None) -> str:
+    study = f"--imagery-finder-pk {finder_id} --dream-pk {dream_id}"
+    if plan is None:
+        return (
+            f"{label} has no lookup rows: nothing to export (run the study first: "
+            f"noctis run {study})"
+        )
+    if rows is None:
+        return (
+            f"{label} has no stored coverage plan per {plan}: make one first "
+            f"(noctis plan {study} --per '{plan}')"
+        )
+    return f"{label} has a coverage plan per {plan} of no scene: nothing to export"
 
 
 @contextlib.contextmanager

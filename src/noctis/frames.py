@@ -6,6 +6,7 @@ Needs the ``notebook`` extra (connectorx, polars, pyarrow); :func:`to_geopandas`
     from noctis.frames import study_frame, to_geopandas
     frame = study_frame(7, 3)              # ImageryFinder 7 for Dream 3: a polars.DataFrame
     gdf = to_geopandas(frame)              # a GeoDataFrame in EPSG:4326
+    plan = plan_frame(7, 3)                # the scenes of its stored coverage plan
 
     frame = await read_study(7, 3)         # the same, from async code
 
@@ -65,25 +66,40 @@ def needs(what: str, extra: str = "notebook") -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class StudyRows:
-    """A checked study and how many lookup rows it has."""
+    """A checked study and how many lookup rows it has; with ``plan`` (a slicing: ``window``,
+    ``month``, …), how many scenes its stored coverage plans of that slicing take (None: no
+    plan of that slicing is stored)."""
 
     study: CheckedStudy
-    rows: int
+    rows: int | None
+    plan: str | None = None
 
     @property
     def label(self) -> str:
         return f"ImageryFinder {self.study.finder_id} for Dream {self.study.dream_id}"
 
+    def sql(self) -> str:
+        """The bulk read of these rows: the lookup rows, or the plan's scenes."""
+        ids = {"finder_id": self.study.finder_id, "dream_id": self.study.dream_id}
+        if self.plan is None:
+            return bulk.study_sql(**ids)
+        return bulk.plan_sql(**ids, per=self.plan)
+
 
 async def check_study_rows(
-    finder_id: int, dream_id: int, *, settings: Settings | None = None
+    finder_id: int, dream_id: int, *, settings: Settings | None = None, plan: str | None = None
 ) -> StudyRows:
-    """The flow's check of the study, and its number of lookup rows; nothing is written."""
+    """The flow's check of the study, and its number of lookup rows (or, with ``plan``, of
+    scenes in its stored plans of that slicing); nothing is written."""
     async with open_uow(settings) as uow:
         limits = aoi_limits(settings or get_settings())
         study = await check_study(uow, finder_id=finder_id, dream_id=dream_id, limits=limits)
-        rows = await uow.lookups.count(finder_id=finder_id, dream_id=dream_id)
-    return StudyRows(study=study, rows=rows)
+        ids = {"finder_id": finder_id, "dream_id": dream_id}
+        if plan is None:
+            rows: int | None = await uow.lookups.count(**ids)
+        else:
+            rows = await uow.plans.count_items(**ids, per=plan)
+    return StudyRows(study=study, rows=rows, plan=plan)
 
 
 async def read_study(
@@ -123,14 +139,36 @@ def matches_frame(
     return run_sync(read_matches(finder_id, settings=settings, limit=limit))
 
 
+async def read_plan(
+    finder_id: int, dream_id: int, *, per: str = "window", settings: Settings | None = None
+) -> polars.DataFrame:
+    """The scenes of the study's stored coverage plans of slicing ``per`` (``noctis plan``; the
+    flow stores the ``window`` one), slice by slice in plan order: the columns of
+    :func:`read_study`, then ``plan_slice_start``, ``plan_slice_end``, ``plan_rank``,
+    ``plan_gain_m2`` and ``plan_covered_m2``. No stored plan: an empty frame."""
+    settings = settings or get_settings()
+    checked = await check_study_rows(finder_id, dream_id, settings=settings, plan=per)
+    doing = f"reading the coverage plan of {checked.label}"
+    return await asyncio.to_thread(_frame, settings, checked.sql(), doing)
+
+
+def plan_frame(
+    finder_id: int, dream_id: int, *, per: str = "window", settings: Settings | None = None
+) -> polars.DataFrame:
+    """:func:`read_plan` for sync code (inside Jupyter's running loop too)."""
+    return run_sync(read_plan(finder_id, dream_id, per=per, settings=settings))
+
+
 def study_batches(
     settings: Settings, checked: StudyRows, *, batch_rows: int = BATCH_ROWS
 ) -> Iterator[pyarrow.RecordBatch]:
-    """The study's rows as Arrow record batches, streamed (one query, one snapshot)."""
+    """The study's rows (or its plan's scenes) as Arrow record batches, streamed (one query,
+    one snapshot)."""
     with needs("noctis.frames"):
         import connectorx as cx
-    sql = bulk.study_sql(finder_id=checked.study.finder_id, dream_id=checked.study.dream_id)
-    doing = f"reading the lookup rows of {checked.label}"
+    sql = checked.sql()
+    what = "lookup rows" if checked.plan is None else "coverage plan"
+    doing = f"reading the {what} of {checked.label}"
     reader = _guarded(
         settings,
         doing,

@@ -1,7 +1,8 @@
 """The Atlas schema as typed SQLAlchemy 2 models.
 
 Table and column names are a contract shared with Augur's database and other
-tooling: add to them, never rename. Geometries are EPSG:4326 (lon/lat);
+tooling: add to them, never rename. ``coverage_plan`` and ``coverage_plan_item`` are Noctis'
+own (the coverage plans, :mod:`noctis.plans`). Geometries are EPSG:4326 (lon/lat);
 footprints that cross the antimeridian are stored split into a MultiPolygon
 (RFC 7946, section 3.1.9). Noctis' own tables: ``notification_outbox``, what Augur is to be told,
 written in the transaction of the study it reports on (:mod:`noctis.outbox`); ``standing_study``
@@ -18,6 +19,7 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     REAL,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     Date,
@@ -293,3 +295,79 @@ class StandingChange(Base):
     enqueued_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
     )
+
+
+class CoveragePlan(Base):
+    """A coverage plan of a study for one time slice: Noctis' own table (``noctis plan``).
+
+    One row per slice of one slicing (``per``: ``window``, ``month``, ``10 days``, …); storing
+    a study's plans again replaces those of the same slicing. Areas in m² on the spheroid.
+    """
+
+    __tablename__ = "coverage_plan"
+    __table_args__ = (
+        UniqueConstraint(
+            "dream_id",
+            "imagery_finder_id",
+            "per",
+            "slice_start",
+            name="uq_coverage_plan_study_slice",
+        ),
+        CheckConstraint("target > 0 AND target <= 1", name="target_range"),
+        CheckConstraint("slice_start <= slice_end", name="slice_order"),
+        Index("ix_coverage_plan_imagery_finder_id", "imagery_finder_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    dream_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("dream.id", ondelete="CASCADE"), nullable=False
+    )
+    imagery_finder_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("imagery_finder.id", ondelete="CASCADE"), nullable=False
+    )
+    per: Mapped[str] = mapped_column(Text, nullable=False)
+    slice_start: Mapped[date] = mapped_column(Date, nullable=False)
+    slice_end: Mapped[date] = mapped_column(Date, nullable=False)
+    """Last day of the slice (inclusive)."""
+    target: Mapped[float] = mapped_column(Double, nullable=False)
+    min_gain_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    cloud_weight: Mapped[float] = mapped_column(Double, nullable=False)
+    recency_weight: Mapped[float] = mapped_column(Double, nullable=False)
+    candidates: Mapped[int] = mapped_column(Integer, nullable=False)
+    scenes: Mapped[int] = mapped_column(Integer, nullable=False)
+    lower_bound: Mapped[int] = mapped_column(Integer, nullable=False)
+    covered_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    target_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    union_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    """What all the study's scenes together cover: the base of the target."""
+    aoi_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    reached: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class CoveragePlanItem(Base):
+    """A scene of a coverage plan, in the order the plan takes them (``rank`` 1, 2, …)."""
+
+    __tablename__ = "coverage_plan_item"
+    __table_args__ = (
+        Index("ix_coverage_plan_item_archive_lookup_item_id", "archive_lookup_item_id"),
+    )
+
+    coverage_plan_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("coverage_plan.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    archive_lookup_item_id: Mapped[int] = mapped_column(
+        BigInteger,
+        # Named: the convention's name would pass PostgreSQL's 63 characters.
+        ForeignKey(
+            "archive_lookup_item.id",
+            ondelete="CASCADE",
+            name="fk_coverage_plan_item_archive_lookup_item",
+        ),
+        nullable=False,
+    )
+    gain_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    """Area of the AOI this scene covers that the scenes ranked before it do not."""
+    covered_m2: Mapped[float] = mapped_column(Double, nullable=False)
+    """Area the plan covers up to and including this scene."""

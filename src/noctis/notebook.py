@@ -10,8 +10,9 @@ Async (Jupyter supports top-level ``await``)::
 
 Sync (plain Python, or a notebook cell without ``await``)::
 
-    from noctis.notebook import matches
+    from noctis.notebook import coverage_plan, matches
     rows = matches(7, limit=20)                    # a list of ArchiveItem
+    plan = coverage_plan(7, 3, per="month")        # ImageryFinder 7 for Dream 3, stored too
 
 The sync functions run the async code on a private event loop in a helper
 thread, so they also work inside Jupyter, whose own loop is already running.
@@ -25,10 +26,13 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from noctis.cover import Per, PlanOptions
 from noctis.db import make_engine, make_session_factory
 from noctis.finders import aoi_limits, check_finder
 from noctis.models import ArchiveItem
+from noctis.plans import StudyPlan, plan_study
 from noctis.settings import Settings, get_settings
+from noctis.study import check_study
 from noctis.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -88,3 +92,33 @@ def matches(
 ) -> Sequence[ArchiveItem]:
     """:func:`finder_matches` for sync code."""
     return run_sync(finder_matches(finder_id, settings=settings, limit=limit))
+
+
+async def make_coverage_plan(
+    finder_id: int,
+    dream_id: int,
+    options: PlanOptions | None = None,
+    *,
+    settings: Settings | None = None,
+) -> StudyPlan:
+    """The study's coverage plan (:func:`noctis.plans.plan_study`), stored as ``noctis plan``
+    stores it, after the flow's own check of the study."""
+    settings = settings or get_settings()
+    async with open_uow(settings) as uow:
+        study = await check_study(
+            uow, finder_id=finder_id, dream_id=dream_id, limits=aoi_limits(settings)
+        )
+        return await plan_study(uow, study, options)
+
+
+def coverage_plan(
+    finder_id: int,
+    dream_id: int,
+    *,
+    per: str = "window",
+    target: float = 0.99,
+    settings: Settings | None = None,
+) -> StudyPlan:
+    """:func:`make_coverage_plan` for sync code, with the default preference."""
+    options = PlanOptions(per=Per.parse(per), target=target)
+    return run_sync(make_coverage_plan(finder_id, dream_id, options, settings=settings))

@@ -30,6 +30,15 @@ class StudyResult(BaseModel):
     """Share of the AOI covered by at least one matched item; None for a point AOI."""
     suspect_count: int = 0
     """Matched items whose footprint has a non-finite coordinate: recorded, with no coverage."""
+    plan_scenes: int | None = None
+    """Scenes in the study's coverage plan of the whole window (:mod:`noctis.plans`); None for
+    a point AOI (no coverage, no plan)."""
+    plan_coverage: float | None = None
+    """Share of the AOI the plan covers (in the terms of ``coverage``)."""
+    plan_share: float | None = None
+    """Share of what all the matched items cover that the plan covers (the target's base)."""
+    plan_lower_bound: int | None = None
+    """No selection of the study's items covering as much has fewer scenes than this."""
     flow_run_id: str | None
     notified: bool
     """Whether Augur acknowledged the ``completed`` notification (False when
@@ -55,7 +64,23 @@ def summary_rows(result: StudyResult) -> list[tuple[str, str]]:
         ("New this run", str(result.new_count)),
         ("Union coverage of the AOI", share(result.coverage)),
         ("Suspect footprints (non-finite, no coverage)", str(result.suspect_count)),
+        ("Coverage plan", plan_text(result)),
     ]  # fmt: skip
+
+
+def plan_text(result: StudyResult) -> str:
+    """The plan in one line: ``12 scenes cover 70.6% of the AOI (99.2% of the matches' union;
+    at least 6 needed)``."""
+    if result.plan_scenes is None:
+        return "n/a (point AOI)"
+    if not result.plan_scenes:
+        return "no scene (nothing matched covers the AOI)"
+    scenes = "1 scene covers" if result.plan_scenes == 1 else f"{result.plan_scenes} scenes cover"
+    return (
+        f"{scenes} {share(result.plan_coverage)} of the AOI "
+        f"({share(result.plan_share)} of the matches' union; at least "
+        f"{result.plan_lower_bound} needed)"
+    )
 
 
 def item_rows(items: list[StudyItem]) -> list[tuple[str, ...]]:
@@ -104,5 +129,7 @@ def event_payload(result: StudyResult) -> dict[str, object]:
         "new_count": result.new_count,
         "coverage": result.coverage,
         "suspect_count": result.suspect_count,
+        "plan_scenes": result.plan_scenes,
+        "plan_coverage": result.plan_coverage,
         "window": result.window,
     }

@@ -9,7 +9,9 @@ Each lookup row becomes one Item:
   ``eo:cloud_cover`` (the eo extension, when known), ``gsd`` (when known and positive, as the
   STAC schema requires), and Noctis' own fields under the ``noctis:`` prefix:
   ``noctis:coverage`` (the share of the AOI the item covers; null for a point AOI) and
-  ``noctis:archive_item_id``.
+  ``noctis:archive_item_id``; a plan's scenes (``noctis export --plan``) add
+  ``noctis:plan_slice_start``, ``noctis:plan_slice_end``, ``noctis:plan_rank``,
+  ``noctis:plan_gain_m2`` and ``noctis:plan_covered_m2``.
 
 The STAC schema requires a ``rel="collection"`` link wherever ``collection`` is set: each Item
 links to ``collections/<collection>`` relative to the file, as a STAC API lays them out. Noctis
@@ -62,6 +64,8 @@ def _item(
         properties["gsd"] = row["gsd"]
     properties[f"{NAMESPACE}:coverage"] = row["coverage"]
     properties[f"{NAMESPACE}:archive_item_id"] = row["archive_item_id"]
+    for key in (k for k in row if k.startswith("plan_")):  # noctis export --plan
+        properties[f"{NAMESPACE}:{key}"] = row[key]
     properties.pop("datetime", None)  # the item's datetime is acquired_at
     collection: str = row["collection"]
     item: pystac.Item = stac.Item(

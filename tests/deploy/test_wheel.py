@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from noctis import __version__
 from noctis.db import libpq_dsn
-from tests.conftest import _admin
+from tests.conftest import _admin, _head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = shutil.which("uv") or "uv"
@@ -109,7 +109,9 @@ def test_db_upgrade_then_run_from_the_wheel(
     upgraded = _noctis(installed, "db", "upgrade", env=env, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
     with psycopg.connect(libpq_dsn(empty_database)) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (
+            _head_revision(),
+        )
         dream = conn.execute("INSERT INTO dream (name) VALUES ('w') RETURNING id").fetchone()
         finder = conn.execute(
             "INSERT INTO imagery_finder (name, location) VALUES "

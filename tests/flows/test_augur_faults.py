@@ -123,7 +123,7 @@ async def test_the_retry_budget_in_seconds_bounds_the_run(
     assert state.is_failed()
     assert "budget spent" in (state.message or "")
     assert 2 <= len(augur_stub.requests) < 100
-    assert elapsed < 6, elapsed
+    assert elapsed < 15, elapsed  # 100 attempts would take 20 s or more; generous under load
 
 
 async def test_429_retry_after_in_seconds_is_honoured(

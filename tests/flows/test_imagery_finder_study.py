@@ -91,10 +91,13 @@ async def test_study_records_the_reference_matches_and_notifies_augur(
         "matched_count": 7,
         "new_count": 7,
         "coverage": result.coverage,
+        "plan_scenes": 1,  # the seven matches share one footprint
+        "plan_coverage": result.plan_coverage,
     }
     [key] = await session.scalars(select(NotificationOutbox.idempotency_key))
     assert re.fullmatch(rf"noctis:imagery-finder-{finder}:dream-{dream}:update-\d+:completed", key)
     assert request.header("Idempotency-Key") == key
+    assert result.plan_coverage == pytest.approx(result.coverage, abs=2e-4)
     assert request.header("Authorization") == f"Bearer {AUGUR_TOKEN}"
     assert request.header("User-Agent") == f"noctis/{__version__}"
 
@@ -116,6 +119,8 @@ async def test_study_publishes_a_markdown_artifact(
     markdown = str(artifacts[0].data)
     assert "| Matched items | 7 |" in markdown
     assert "Union coverage of the AOI" in markdown
+    plan = r"\| Coverage plan \| 1 scene covers 30\.\d% of the AOI \(100\.0% of the matches' union"
+    assert re.search(plan, markdown), markdown
 
 
 async def test_rerun_adds_nothing_and_notifies_again(

@@ -1,5 +1,6 @@
 """The outbox through the flow: a COMMIT whose answer is lost, Augur down then back, runs that
-die without a word, dispatchers and flows delivering at once.
+die without a word (a run left Pending by a dead worker too), dispatchers and flows delivering
+at once.
 
 A connection lost *during* COMMIT is made reliable: with ``synchronous_standby_names`` naming a
 standby that does not exist, PostgreSQL writes the commit record, then waits for the standby
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -23,7 +25,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import State
 
 from noctis.augur import Notification, failed_key
-from noctis.deployment import FULL_NAME, register
+from noctis.deployment import FULL_NAME, STUCK_CRASH_MESSAGE, register
 from noctis.flows.outbox_dispatcher import dispatch_once
 from noctis.outbox import DISPATCH_LANES
 from noctis.settings import Settings, get_settings
@@ -270,3 +272,34 @@ async def test_two_dispatchers_and_the_flows_never_send_one_notification_under_t
     for finder, dream, expected in studies:
         assert await linked_ids(admin, finder, dream) == expected
     logging.getLogger(__name__).info("requests: %d", len(augur_stub.requests))
+
+
+async def test_a_run_left_pending_by_a_dead_worker_is_crashed_and_announced(
+    study_env: Settings, admin: psycopg.AsyncConnection, augur_stub: AugurStub
+) -> None:
+    """A worker killed between taking a run (Pending) and starting its process leaves no
+    heartbeat: the stuck-run automation crashes it (a 10 s window here), the dispatcher
+    announces it."""
+    await register(work_pool="noctis-outbox-test", zombie_after=timedelta(seconds=10))
+    try:
+        [(finder, dream, _)] = await _study(admin)
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(FULL_NAME)
+            run = await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"imagery_finder_pk": finder, "dream_pk": dream}
+            )
+            await client.set_flow_run_state(run.id, State(type=StateType.PENDING), force=True)
+            for _ in range(240):  # the automation's window, its evaluation, a loaded machine
+                state = (await client.read_flow_run(run.id)).state
+                if state is not None and state.is_final():
+                    break
+                await asyncio.sleep(0.5)
+        assert state is not None and state.type is StateType.CRASHED
+        assert state.message == STUCK_CRASH_MESSAGE.format(seconds=10)
+        report = await dispatch_once(get_settings(), watch_runs=True)
+        assert report.announced >= 1  # (the server may hold other tests' ended runs too)
+        [note] = [r for r in augur_stub.accepted() if r.json["flow_run_id"] == str(run.id)]
+        assert note.header("Idempotency-Key") == failed_key(finder, dream, str(run.id))
+        assert note.json["error"].endswith("ended Crashed: " + state.message)
+    finally:
+        await register(work_pool="noctis-outbox-test")

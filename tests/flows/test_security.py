@@ -71,6 +71,7 @@ GRANT SELECT, INSERT ON archive_lookup_item TO {role};
 GRANT SELECT, INSERT, DELETE ON notification_outbox TO {role};
 GRANT UPDATE (state, attempts, history, last_error, queued_at, requeued_at, delivered_at)
     ON notification_outbox TO {role};
+GRANT SELECT, INSERT, DELETE ON coverage_plan, coverage_plan_item TO {role};
 GRANT DELETE, UPDATE (coverage) ON archive_lookup_item TO {role};
 GRANT SELECT, INSERT, UPDATE ON standing_study TO {role};
 GRANT SELECT, UPDATE (enqueued_at), DELETE ON standing_change TO {role};
@@ -131,6 +132,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
     assert (await state.aresult()).coverage is not None
     [row] = await outbox_rows(admin)  # written, taken FOR UPDATE, delivered under the role
     assert row["state"] == "delivered" and len(augur_stub.accepted()) == 1
+    assert (await state.aresult()).plan_scenes is not None  # stored under the role's grants
     # No sequence grant: an identity column's sequence needs none for INSERT. No grant for
     # pg_advisory_xact_lock or set_config('plan_cache_mode') either.
     role = psycopg.conninfo.conninfo_to_dict(as_app_role)["user"]
@@ -155,6 +157,7 @@ async def test_the_flow_runs_under_the_least_privilege_role(
             "UPDATE notification_outbox SET event = 'imagery-finder-study.failed'",
             "UPDATE notification_outbox SET flow_run_id = 'x', dream_id = 0",
             "TRUNCATE notification_outbox",
+            "UPDATE coverage_plan SET scenes = 0",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await app.execute(forbidden)
@@ -414,6 +417,23 @@ SQL_CALLS = {"text", "execute", "exec_driver_sql", "fetch", "fetchrow", "fetchva
 ALLOWED = {
     ("demo.py", 'DROP DATABASE IF EXISTS "{DEMO_DB}" WITH (FORCE)'): "identifier, a constant",
     ("demo.py", 'CREATE DATABASE "{DEMO_DB}"'): "identifier, a constant",
+    # The loader's staging table and upsert: module constants (column names, the table's
+    # name), no value from a file or a caller.
+    (
+        "scenes.py",
+        "CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (external_id text NOT NULL, collection text "
+        "NOT NULL, footprint bytea NOT NULL, acquired_at timestamptz NOT NULL, cloud_cover real, "
+        "gsd real, properties jsonb NOT NULL) ON COMMIT DROP",
+    ): "identifier, a constant",
+    ("scenes.py", "TRUNCATE {STAGE}"): "identifier, a constant",
+    (
+        "scenes.py",
+        "WITH written AS ( INSERT INTO archive_item AS item ({', '.join(COLUMNS)}) SELECT "
+        "{_SELECTED} FROM {STAGE} ORDER BY external_id ON CONFLICT (external_id) DO UPDATE SET "
+        "{_SET} WHERE ({_MINE}) IS DISTINCT FROM ({_THEIRS}) RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT "
+        "inserted) AS updated FROM written",
+    ): "column names, constants",
 }
 
 

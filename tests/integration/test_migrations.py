@@ -27,6 +27,8 @@ TABLES = {
     "archive_item",
     "archive_lookup_item",
     "notification_outbox",
+    "coverage_plan",
+    "coverage_plan_item",
     "standing_study",
     "standing_change",
 }

@@ -95,6 +95,8 @@ async def test_the_completed_is_committed_with_the_rows_and_keyed_by_the_update(
         "flow_run_id": RUN,
         "matched_count": 2,
         "new_count": 2,
+        "plan_scenes": None,  # no planner given here (the flow passes noctis.plans.plan_in_link)
+        "plan_coverage": None,
     }
     assert notification.coverage == linked.coverage and 0 < (linked.coverage or 0) < 1
 

@@ -60,6 +60,8 @@ def completed(**overrides: object) -> Notification:
         "matched_count": 40,
         "new_count": 3,
         "coverage": 0.93,
+        "plan_scenes": 4,
+        "plan_coverage": 0.92,
     }
     return Notification.model_validate(fields | overrides)
 
@@ -121,6 +123,8 @@ async def test_posts_the_notification_to_the_dream_path_with_every_header() -> N
         "matched_count": 40,
         "new_count": 3,
         "coverage": 0.93,
+        "plan_scenes": 4,
+        "plan_coverage": 0.92,
     }
 
 

@@ -64,3 +64,23 @@ def test_the_terminal_says_whether_augur_acknowledged() -> None:
 
 def test_an_empty_study_says_so() -> None:
     assert "No archive item matched." in render_markdown(RESULT, [])
+
+
+def test_the_coverage_plan_reads_in_one_line() -> None:
+    from noctis.results import plan_text
+
+    assert plan_text(RESULT) == "n/a (point AOI)"
+    empty = RESULT.model_copy(update={"plan_scenes": 0, "plan_coverage": 0.0})
+    assert plan_text(empty) == "no scene (nothing matched covers the AOI)"
+    planned = RESULT.model_copy(
+        update={
+            "plan_scenes": 12,
+            "plan_coverage": 0.4634,
+            "plan_share": 0.99,
+            "plan_lower_bound": 7,
+        }
+    )
+    assert plan_text(planned) == (
+        "12 scenes cover 46.3% of the AOI (99.0% of the matches' union; at least 7 needed)"
+    )
+    assert "| Coverage plan | 12 scenes cover 46.3%" in render_markdown(planned, [])

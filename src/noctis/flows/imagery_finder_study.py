@@ -36,6 +36,7 @@ from noctis.errors import NoctisError, PrefectUnavailable
 from noctis.flows.housekeeping import prune_local_results
 from noctis.flows.notify import deliver, failure_announced
 from noctis.flows.tasks import database_task, flow_run_id, from_deployment
+from noctis.plans import plan_in_link
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
 from noctis.runtime import current_runtime, open_runtime
 from noctis.settings import get_settings
@@ -80,7 +81,8 @@ async def check(imagery_finder_pk: int, dream_pk: int) -> CheckedStudy:
 @database_task("link-matches")
 async def link(study: CheckedStudy, *, limited: bool = False) -> LinkedStudy:
     """Record every match for the dream: one set-based statement, one transaction, which also
-    writes the ``completed`` notification into the outbox when Augur is configured.
+    stores the whole window's coverage plan (:func:`noctis.plans.plan_in_link`) and writes the
+    ``completed`` notification (with the plan's size) into the outbox when Augur is configured.
 
     ``limited`` (runs of the deployment) takes a slot of the global concurrency
     limit that ``noctis deploy`` creates, so many concurrent studies cannot exhaust
@@ -97,7 +99,11 @@ async def link(study: CheckedStudy, *, limited: bool = False) -> LinkedStudy:
     announce_as = flow_run_id() if runtime.augur is not None else None
     async with slot, runtime.unit_of_work() as uow:
         linked = await link_study(
-            uow, study, announce_as=announce_as, standing_grace=runtime.settings.standing_grace
+            uow,
+            study,
+            announce_as=announce_as,
+            standing_grace=runtime.settings.standing_grace,
+            planner=plan_in_link,
         )
     logger = get_run_logger()
     if linked.replayed:
@@ -112,6 +118,15 @@ async def link(study: CheckedStudy, *, limited: bool = False) -> LinkedStudy:
         study.dream_id,
         linked.new,
     )
+    if linked.plan is not None:
+        logger.info(
+            "ImageryFinder %s: a coverage plan of %s scene(s) covers %.1f%% of the AOI (at least "
+            "%s needed)",
+            study.finder_id,
+            linked.plan.scenes,
+            100 * linked.plan.coverage,
+            linked.plan.lower_bound,
+        )
     return linked
 
 
@@ -155,6 +170,7 @@ async def _publish(result: StudyResult, summary: StudySummary) -> None:
 def _result(
     study: CheckedStudy, linked: LinkedStudy, summary: StudySummary, *, notified: bool
 ) -> StudyResult:
+    plan = linked.plan
     return StudyResult(
         imagery_finder_pk=study.finder_id,
         dream_pk=study.dream_id,
@@ -168,6 +184,10 @@ def _result(
         new_count=linked.new,
         coverage=linked.coverage,
         suspect_count=summary.suspect_count,
+        plan_scenes=None if plan is None else plan.scenes,
+        plan_coverage=None if plan is None else plan.coverage,
+        plan_share=None if plan is None else plan.share,
+        plan_lower_bound=None if plan is None else plan.lower_bound,
         flow_run_id=flow_run_id(),
         notified=notified,
     )

@@ -3,10 +3,12 @@
 - :mod:`.finders`: dreams and imagery finders (lookups by id, the location report).
 - :mod:`.archive`: the match rule and the archive search.
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
+- :mod:`.plans`: a study's coverage plans: the candidate scenes, the stored plans.
 - :mod:`.geo`: areas and repairs as SQL expressions.
 - :mod:`.standing`: the standing studies, the change queue and the set-based standing match.
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).
+- :mod:`.scenes`: scenes into the archive (``noctis archive load``): COPY, then one upsert.
 
 Repositories take a session and never commit: the unit of work
 (:mod:`noctis.unit_of_work`) owns the transaction.
@@ -16,11 +18,14 @@ from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
+from noctis.repositories.plans import Candidates, PlannedItem, PlanRepository, StoredSlice
+from noctis.repositories.scenes import SceneRepository, Written
 from noctis.repositories.standing import StandingRepository, StandingState, Study
 
 __all__ = [
     "ArchiveRepository",
     "Attempt",
+    "Candidates",
     "DreamRepository",
     "FinderReport",
     "ImageryFinderRepository",
@@ -30,9 +35,14 @@ __all__ = [
     "OutboxEntry",
     "OutboxMessage",
     "OutboxRepository",
+    "PlanRepository",
+    "PlannedItem",
+    "SceneRepository",
     "StandingRepository",
     "StandingState",
+    "StoredSlice",
     "Study",
     "StudyItem",
+    "Written",
     "match_conditions",
 ]

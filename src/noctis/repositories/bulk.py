@@ -1,10 +1,11 @@
 """SQL text for bulk readers (connectorx), built from the same rule as every other read.
 
 connectorx takes a SQL string and no bind parameters. The statements here are the
-repositories' own: :func:`matches_sql` is ``select(...).where(*match_conditions(criteria))``
-and :func:`study_sql` selects a study's lookup rows with the conditions the link step counts
-with. :func:`render` turns such a statement into text for PostgreSQL by replacing every bound
-value with a literal it writes itself, from the value's Python type, never by pasting a string:
+repositories' own: :func:`matches_sql` is ``select(...).where(*match_conditions(criteria))``,
+:func:`study_sql` selects a study's lookup rows with the conditions the link step counts
+with, and :func:`plan_sql` the scenes of a study's stored coverage plan. :func:`render` turns
+such a statement into text for PostgreSQL by replacing every bound value with a literal it
+writes itself, from the value's Python type, never by pasting a string:
 
 - a geometry (the AOI) becomes ``ST_SetSRID(ST_GeomFromEWKB(decode('<hex>', 'hex')), 4326)``;
 - a string (a collection name) becomes ``convert_from(decode('<utf-8 hex>', 'hex'), 'UTF8')``;
@@ -33,7 +34,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter, ColumnElement, literal_column
 from sqlalchemy.types import NullType
 
-from noctis.models import ArchiveItem, ArchiveLookupItem
+from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.repositories.archive import MatchCriteria, match_conditions
 
 # Named paramstyle: the compiler then leaves '%' alone (no pyformat doubling).
@@ -116,6 +117,45 @@ def study_sql(
     )
     if after_item_id is not None:
         stmt = stmt.where(ArchiveLookupItem.archive_item_id > after_item_id)
+    return render(stmt)
+
+
+PLAN_COLUMNS: tuple[str, ...] = (
+    "plan_slice_start",
+    "plan_slice_end",
+    "plan_rank",
+    "plan_gain_m2",
+    "plan_covered_m2",
+)
+"""What :func:`plan_sql` adds after :func:`study_sql`'s columns: the slice (first and last UTC
+day, ISO text), the scene's rank in its slice's plan, the area (m²) it adds and the area the
+plan covers up to it."""
+
+
+def plan_sql(*, finder_id: int, dream_id: int, per: str) -> str:
+    """The scenes of a study's stored coverage plans of slicing ``per`` (``window``, ``month``,
+    ``10 days``, …), slice by slice and in plan order, as text for connectorx."""
+    day = "YYYY-MM-DD"
+    stmt = (
+        select(
+            *_item_columns(coverage=True),
+            func.to_char(CoveragePlan.slice_start, day).label("plan_slice_start"),
+            func.to_char(CoveragePlan.slice_end, day).label("plan_slice_end"),
+            CoveragePlanItem.rank.label("plan_rank"),
+            CoveragePlanItem.gain_m2.label("plan_gain_m2"),
+            CoveragePlanItem.covered_m2.label("plan_covered_m2"),
+        )
+        .select_from(CoveragePlan)
+        .join(CoveragePlanItem, CoveragePlanItem.coverage_plan_id == CoveragePlan.id)
+        .join(ArchiveLookupItem, ArchiveLookupItem.id == CoveragePlanItem.archive_lookup_item_id)
+        .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+        .where(
+            CoveragePlan.dream_id == dream_id,
+            CoveragePlan.imagery_finder_id == finder_id,
+            CoveragePlan.per == per,
+        )
+        .order_by(CoveragePlan.slice_start, CoveragePlanItem.rank)
+    )
     return render(stmt)
 
 

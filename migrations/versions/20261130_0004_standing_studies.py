@@ -1,8 +1,8 @@
 """Standing studies: the studies that stand, the change queue and its triggers, ``updated``.
 
 Revision ID: 0004
-Revises: 0002
-Create Date: 2026-12-02
+Revises: 0003
+Create Date: 2026-11-30
 
 - ``standing_study``: one row per study (finder x dream) that has run, with the finder's
   criteria as the study checked them (the AOI, its area, the half-open window, the filters);
@@ -29,7 +29,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

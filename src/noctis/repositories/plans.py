@@ -1,0 +1,215 @@
+"""A study's coverage plans: the candidate scenes read once, the plans stored and read back.
+
+The candidates are the study's lookup rows with a positive ``coverage``: a footprint that only
+touches the AOI adds nothing, and a suspect one (a non-finite coordinate: ``coverage`` is NULL)
+has no coverage and so no place in a plan. Their footprints come as stored (WKB), in lookup row
+order; the planner repairs an invalid one as :func:`~noctis.repositories.geo.clean_footprint`
+does (GEOS' MakeValid, its polygonal part), once per distinct footprint rather than once per
+row in SQL.
+
+Storing replaces the study's plans of the same slicing (``per``) in one transaction, under a
+transaction-scoped advisory lock per study, so two plans of one study written at once take
+turns instead of failing on the unique constraint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from noctis.db import translated
+from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
+
+_PLAN_LOCK = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('noctis.plan:' || :finder || ':' || :dream, 0))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The study's scenes a plan may take, column by column, in lookup row order."""
+
+    lookup_ids: list[int] = field(default_factory=list)
+    acquired_s: list[float] = field(default_factory=list)
+    """Acquisition times, POSIX seconds."""
+    cloud_cover: list[float | None] = field(default_factory=list)
+    footprints: list[bytes] = field(default_factory=list)
+    """WKB as stored (the planner repairs an invalid one as :func:`geo.clean_footprint` does)."""
+
+    def __len__(self) -> int:
+        return len(self.lookup_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedItem:
+    """What a plan shows of a scene it takes."""
+
+    lookup_id: int
+    archive_item_id: int
+    external_id: str
+    acquired_at: datetime
+    cloud_cover: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSlice:
+    """One row of ``coverage_plan`` and its scenes: (lookup row id, gain m², covered m²)."""
+
+    slice_start: date
+    slice_end: date
+    target: float
+    min_gain_m2: float
+    cloud_weight: float
+    recency_weight: float
+    candidates: int
+    lower_bound: int
+    target_m2: float
+    union_m2: float
+    aoi_m2: float
+    reached: bool
+    items: Sequence[tuple[int, float, float]] = ()
+
+    @property
+    def covered_m2(self) -> float:
+        return self.items[-1][2] if self.items else 0.0
+
+
+class PlanRepository:
+    """The coverage plans of a study (a finder for a dream)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def candidates(self, *, finder_id: int, dream_id: int) -> Candidates:
+        """The study's lookup rows with a positive coverage (module doc), as four arrays in one
+        row: a study of 90,000 rows arrives in a third less time than as rows."""
+        columns = [
+            ArchiveLookupItem.id,
+            func.date_part("epoch", ArchiveItem.acquired_at),
+            cast(ArchiveItem.cloud_cover, DOUBLE_PRECISION),
+            func.ST_AsBinary(ArchiveItem.footprint),
+        ]
+        order = ArchiveLookupItem.id
+        stmt = (
+            select(*(func.array_agg(aggregate_order_by(c, order)) for c in columns))
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(*_study(finder_id, dream_id), ArchiveLookupItem.coverage > 0)
+        )
+        async with translated(f"reading the scenes of ImageryFinder {finder_id} to plan"):
+            row = (await self._session.execute(stmt)).one()
+        if row[0] is None:  # no row: array_agg gives NULL
+            return Candidates()
+        return Candidates(list(row[0]), list(row[1]), list(row[2]), [bytes(f) for f in row[3]])
+
+    async def describe(self, lookup_ids: Sequence[int]) -> dict[int, PlannedItem]:
+        """The scenes behind ``lookup_ids`` (a plan's), by lookup row id."""
+        stmt = (
+            select(
+                ArchiveLookupItem.id,
+                ArchiveItem.id,
+                ArchiveItem.external_id,
+                ArchiveItem.acquired_at,
+                ArchiveItem.cloud_cover,
+            )
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(
+                ArchiveLookupItem.id == any_(bindparam("ids", list(lookup_ids), ARRAY(BigInteger)))
+            )
+        )
+        async with translated("reading the scenes of a coverage plan"):
+            rows = (await self._session.execute(stmt)).all()
+        return {int(r[0]): PlannedItem(*r) for r in rows}
+
+    async def replace(
+        self, *, finder_id: int, dream_id: int, per: str, slices: Sequence[StoredSlice]
+    ) -> None:
+        """Replace the study's stored plans of slicing ``per`` with ``slices``; no commit."""
+        study = (CoveragePlan.dream_id == dream_id, CoveragePlan.imagery_finder_id == finder_id)
+        async with translated(f"storing the coverage plan of ImageryFinder {finder_id}"):
+            await self._session.execute(
+                _PLAN_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
+            )
+            await self._session.execute(delete(CoveragePlan).where(*study, CoveragePlan.per == per))
+            if not slices:
+                return
+            rows = [
+                {
+                    "dream_id": dream_id,
+                    "imagery_finder_id": finder_id,
+                    "per": per,
+                    "scenes": len(s.items),
+                    "covered_m2": s.covered_m2,
+                    **{k: getattr(s, k) for k in _PLAN_COLUMNS},
+                }
+                for s in slices
+            ]
+            ids = (
+                await self._session.scalars(
+                    insert(CoveragePlan).returning(CoveragePlan.id, sort_by_parameter_order=True),
+                    rows,
+                )
+            ).all()
+            items = [
+                {
+                    "coverage_plan_id": plan_id,
+                    "rank": rank,
+                    "archive_lookup_item_id": lookup_id,
+                    "gain_m2": gain,
+                    "covered_m2": covered,
+                }
+                for plan_id, s in zip(ids, slices, strict=True)
+                for rank, (lookup_id, gain, covered) in enumerate(s.items, start=1)
+            ]
+            if items:
+                await self._session.execute(insert(CoveragePlanItem), items)
+
+    async def count_items(self, *, finder_id: int, dream_id: int, per: str) -> int | None:
+        """Scenes in the study's stored plans of slicing ``per``; None when none is stored."""
+        stmt = select(func.count(CoveragePlan.id), func.coalesce(func.sum(CoveragePlan.scenes), 0))
+        stmt = stmt.where(
+            CoveragePlan.dream_id == dream_id,
+            CoveragePlan.imagery_finder_id == finder_id,
+            CoveragePlan.per == per,
+        )
+        async with translated(f"reading the coverage plan of ImageryFinder {finder_id}"):
+            plans, scenes = (await self._session.execute(stmt)).one()
+        return int(scenes) if plans else None
+
+
+_PLAN_COLUMNS = (
+    "slice_start",
+    "slice_end",
+    "target",
+    "min_gain_m2",
+    "cloud_weight",
+    "recency_weight",
+    "candidates",
+    "lower_bound",
+    "target_m2",
+    "union_m2",
+    "aoi_m2",
+    "reached",
+)
+
+
+def _study(finder_id: int, dream_id: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        ArchiveLookupItem.dream_id == dream_id,
+        ArchiveLookupItem.imagery_finder_id == finder_id,
+    )
