@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks.db import create_database, parse_size, server
+from benchmarks.db import create_database, drop_database, parse_size, server
 from noctis import migrate, standing
 from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.devtools.localdb import free_port
@@ -67,6 +68,15 @@ RETURNING id
 
 
 QUEUED_SQL = "SELECT count(*) FROM standing_change"
+# The match rule written independently of the product (the studies here: open-ended windows
+# from 2024-01-01, no filters), over the whole archive, against what the matcher linked.
+RULE_SQL = """
+SELECT s.dream_id, a.id FROM standing_study s
+JOIN imagery_finder f ON f.id = s.imagery_finder_id
+JOIN archive_item a ON ST_Intersects(a.footprint, f.location)
+ AND a.acquired_at >= (f.start_date::timestamp AT TIME ZONE 'UTC')
+"""
+LINKED_SQL = "SELECT dream_id, archive_item_id FROM archive_lookup_item"
 
 
 async def _drained(conn: asyncpg.Connection) -> None:
@@ -112,6 +122,8 @@ class Run:
     setup_s: float = 0.0
     wall_s: float = 0.0
     matcher_busy_s: float = 0.0
+    deliver_s: float = 0.0
+    rows_equal_rule: bool | None = None
     matched_scenes: int = 0
     lookup_rows: int = 0
     notifications: int = 0
@@ -128,6 +140,9 @@ class Run:
             "setup_s": round(self.setup_s, 1), "wall_s": round(self.wall_s, 1),
             "matched_scenes": self.matched_scenes, "lookup_rows": self.lookup_rows,
             "notifications": self.notifications,
+            "rows_equal_rule": self.rows_equal_rule,
+            "deliver_s": round(self.deliver_s, 1),
+            "match_s": round(self.matcher_busy_s - self.deliver_s, 1),
             "scenes_per_s_matcher": round(self.matched_scenes / self.matcher_busy_s, 1),
             "scenes_per_s_wall": round(self.matched_scenes / self.wall_s, 1),
             "lag_p50_s": round(_pct(lags, 0.50), 3), "lag_p95_s": round(_pct(lags, 0.95), 3),
@@ -182,10 +197,12 @@ async def _run(settings: Settings, run: Run, augur: _Augur, baseline_studies: in
                         uow, batch=run.match_batch, grace=GRACE, pass_id=f"bench-{uuid.uuid4()}"
                     )
                 if got is not None:
+                    t1 = time.monotonic()
                     await standing.deliver_batch(
                         runtime.unit_of_work, runtime.augur, got.messages, by="benchmark",
                         give_up_after=timedelta(hours=1),
                     )  # fmt: skip
+                    run.deliver_s += time.monotonic() - t1
                     run.matcher_busy_s += time.monotonic() - t0
                     run.matched_scenes += len(got.items)
                     batches.append((got.items, [m.key for m in got.messages]))
@@ -203,10 +220,19 @@ async def _run(settings: Settings, run: Run, augur: _Augur, baseline_studies: in
             loaded.append((min(ids), max(ids), time.time()))  # autocommit: committed
             if run.pace == "drain":
                 await _drained(conn)
+            print(
+                f"[standing] batch {b + 1}/{run.scenes // run.load_batch}: "
+                f"{run.matched_scenes:,} scenes matched, {time.monotonic() - wall:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         done.set()
         await task
         run.wall_s = time.monotonic() - wall
         run.lookup_rows = await conn.fetchval("SELECT count(*) FROM archive_lookup_item")
+        expected = set(map(tuple, await conn.fetch(RULE_SQL)))
+        got_pairs = set(map(tuple, await conn.fetch(LINKED_SQL)))
+        run.rows_equal_rule = expected == got_pairs and len(got_pairs) == run.lookup_rows
     finally:
         await conn.close()
     run.notifications = sum(len(keys) for _, keys in batches)
@@ -248,14 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     augur = _Augur()
     with server(args.server_url, durable=True) as srv:
         run.origin = srv.origin
-        url = asyncio.run(create_database(srv.admin_url, f"standing_{uuid.uuid4().hex[:8]}"))
-        settings = Settings(
-            atlas_db_url=url.render_as_string(hide_password=False),  # type: ignore[arg-type]
-            noctis_augur_api_url=augur.url,
-            _env_file=None,  # type: ignore[call-arg]
-        )
-        migrate.upgrade(settings)
-        asyncio.run(_run(settings, run, augur, args.baseline_studies))
+        name = f"standing_{uuid.uuid4().hex[:8]}"
+        url = asyncio.run(create_database(srv.admin_url, name))
+        try:
+            settings = Settings(
+                atlas_db_url=url.render_as_string(hide_password=False),  # type: ignore[arg-type]
+                noctis_augur_api_url=augur.url,
+                _env_file=None,  # type: ignore[call-arg]
+            )
+            migrate.upgrade(settings)
+            asyncio.run(_run(settings, run, augur, args.baseline_studies))
+        finally:
+            asyncio.run(drop_database(srv.admin_url, name))
     augur.server.shutdown()
     summary = run.summary()
     print(json.dumps(summary, indent=2))

@@ -180,6 +180,8 @@ def deploy(
     ] = None,
 ) -> None:
     """Register imagery-finder-study/default and its companions on the work pool (idempotent)."""
+    import logging
+
     from noctis.deployment import (
         CLOSE_FULL_NAME,
         DISPATCHER_FULL_NAME,
@@ -189,6 +191,10 @@ def deploy(
     )
     from noctis.settings import get_settings
 
+    # What a redeploy changed (an automation brought back to what Noctis wants) on stderr.
+    changes = logging.getLogger("noctis.deployment")
+    changes.setLevel(logging.INFO)
+    changes.addHandler(logging.StreamHandler(sys.stderr))
     with _one_line("Could not register the deployment"):
         pool = work_pool or get_settings().noctis_work_pool
         deployment_id = asyncio.run(register(work_pool=pool))
@@ -253,6 +259,7 @@ def archive_load(
     from rich.progress import MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 
     from noctis.console import load_table
+    from noctis.flows.standing import announce_loaded
     from noctis.loader import LoadOptions, check_files, load_files
 
     columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
@@ -284,7 +291,10 @@ def archive_load(
         except LoaderError as e:
             if e.loaded:  # said after the reason, by _one_line
                 e.add_note(f"Loaded before it (committed): {', '.join(e.loaded)}")
+                asyncio.run(announce_loaded({"files": [str(p) for p in e.loaded]}))
             raise
+    if not check and (summary.inserted or summary.updated):
+        asyncio.run(announce_loaded({"inserted": summary.inserted, "updated": summary.updated}))
     if json_output:
         sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
     else:

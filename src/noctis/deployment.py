@@ -233,8 +233,33 @@ def _comparable(automation: AutomationCore) -> dict[str, Any]:
         include={"description", "enabled", "tags", "trigger", "actions"},
     )
     data["trigger"].pop("id", None)
-    data["tags"] = sorted(data["tags"])
-    return data
+    canonical: dict[str, Any] = _canonical(data)
+    return canonical
+
+
+def _canonical(value: Any) -> Any:
+    """Lists of strings sorted: in a trigger they are sets (``expect``, ``after``, ``for_each``)
+    or any-of matches, and a set read back from the server may iterate in another order than
+    the one built here (string hashes are salted per process: the same members, inserted in
+    another order, can collide differently). Compared unsorted, a redeploy updated an
+    unchanged automation now and then, which resets its trigger state."""
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(item) for item in value]
+        return sorted(items) if all(isinstance(item, str) for item in items) else items
+    return value
+
+
+def _differences(have: Any, want: Any, path: str = "") -> list[str]:
+    """Where two automations' comparable data differ, as ``path: was -> now`` lines."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return [
+            line
+            for key in sorted(set(have) | set(want), key=str)
+            for line in _differences(have.get(key), want.get(key), f"{path}.{key}".lstrip("."))
+        ]
+    return [] if have == want else [f"{path}: {have!r} -> {want!r}"]
 
 
 async def ensure_automation(client: PrefectClient, desired: AutomationCore) -> UUID:
@@ -249,9 +274,15 @@ async def ensure_automation(client: PrefectClient, desired: AutomationCore) -> U
     keep, *duplicates = existing
     for duplicate in duplicates:
         await client.delete_automation(duplicate.id)  # a 404 (already gone) is fine
-    if _comparable(keep) != _comparable(desired):
+    have, want = _comparable(keep), _comparable(desired)
+    if have != want:
         await client.update_automation(keep.id, desired)
-        logger.info("Updated automation %r (%s)", desired.name, keep.id)
+        logger.info(
+            "Updated automation %r (%s): %s",
+            desired.name,
+            keep.id,
+            "; ".join(_differences(have, want)),
+        )
     return keep.id
 
 
@@ -317,17 +348,17 @@ async def register(
         job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     dispatcher_id: UUID = await dispatcher.aapply(work_pool_name=work_pool)
-    await register_standing(work_pool=work_pool, every=standing_every)
+    standing_ids = await register_standing(work_pool=work_pool, every=standing_every)
+    # The other deployments' runs too: a dispatcher pass whose worker died while starting it
+    # would hold the pass-at-a-time slot for ever (found by the e2e crash test); a dead
+    # standing pass or close would stay Running in the UI for ever.
+    others = (dispatcher_id, *standing_ids)
     async with get_client() as client:
         await ensure_automation(
-            client,
-            zombie_automation(deployment_id, zombie_after=zombie_after, also=(dispatcher_id,)),
+            client, zombie_automation(deployment_id, zombie_after=zombie_after, also=others)
         )
-        # The dispatcher's runs too: a pass whose worker died while starting it would hold the
-        # pass-at-a-time slot for ever (found by the e2e crash test).
         await ensure_automation(
-            client,
-            stuck_automation(deployment_id, stuck_after=zombie_after, also=(dispatcher_id,)),
+            client, stuck_automation(deployment_id, stuck_after=zombie_after, also=others)
         )
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)
@@ -359,6 +390,9 @@ async def register_standing(*, work_pool: str, every: timedelta | None = None) -
         interval=every or match_every(get_settings()),
         triggers=[loaded_trigger()],
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # Heartbeats: the zombie automation crashes a pass whose worker died (its batch rolled
+        # back; its scenes are queued again for the next pass).
+        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     closer = await close_study.ato_deployment(
         name=DEPLOYMENT_NAME,
@@ -367,6 +401,7 @@ async def register_standing(*, work_pool: str, every: timedelta | None = None) -
         tags=["noctis"],
         enforce_parameter_schema=True,
         entrypoint_type=EntrypointType.MODULE_PATH,
+        job_variables={"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}},
     )
     matcher_id: UUID = await matcher.aapply(work_pool_name=work_pool)
     closer_id: UUID = await closer.aapply(work_pool_name=work_pool)

@@ -26,10 +26,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
+    CLOSE_FULL_NAME,
     DEFAULT_ZOMBIE_AFTER,
     DISPATCHER_FULL_NAME,
     FULL_NAME,
     HEARTBEAT_SECONDS,
+    STANDING_FULL_NAME,
     STUCK_CRASH_MESSAGE,
     ZOMBIE_AUTOMATION_NAME,
     ZOMBIE_CRASH_MESSAGE,
@@ -156,15 +158,26 @@ def _timeline(api: httpx.Client, run_id: str) -> str:
     )
 
 
+def _of_run(augur: AugurStub, run_id: str | None) -> list[RecordedRequest]:
+    """Augur's requests, or those about one flow run (not a dispatcher's announcement of a
+    dead run of an earlier test on this module's server)."""
+    return [
+        r
+        for r in augur.requests
+        if run_id is None or (isinstance(r.json, dict) and r.json.get("flow_run_id") == run_id)
+    ]
+
+
 def _wait_for_notifications(
-    augur: AugurStub, count: int, timeout: float = RUN_TIMEOUT
+    augur: AugurStub, count: int, timeout: float = RUN_TIMEOUT, *, of_run: str | None = None
 ) -> list[RecordedRequest]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(augur.requests) >= count:
-            return augur.requests
+        if len(got := _of_run(augur, of_run)) >= count:
+            return got
         time.sleep(0.05)
-    raise AssertionError(f"Augur got {len(augur.requests)} notification(s), expected {count}")
+    got = _of_run(augur, of_run)
+    raise AssertionError(f"Augur got {len(got)} notification(s), expected {count}")
 
 
 def _wait_for_heartbeat(api: httpx.Client, run_id: str, timeout: float = 20) -> None:
@@ -335,9 +348,12 @@ def test_noctis_deploy_registers_the_zombie_automation_and_the_limit_once(
         again = noctis_deploy(prefect_server, tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
         assert FULL_NAME in again.stdout
+        assert "Updated automation" not in again.stdout + again.stderr, again.stderr
 
         deployment = api.get(f"/deployments/name/{FULL_NAME}").json()
         dispatcher = api.get(f"/deployments/name/{DISPATCHER_FULL_NAME}").json()
+        matcher = api.get(f"/deployments/name/{STANDING_FULL_NAME}").json()
+        closer = api.get(f"/deployments/name/{CLOSE_FULL_NAME}").json()
         automations = _automations(api)
         limit = api.get(f"/v2/concurrency_limits/{ATLAS_WRITES_LIMIT}")
         pool = api.get(f"/work_pools/{WORK_POOL}").json()
@@ -365,14 +381,16 @@ def test_noctis_deploy_registers_the_zombie_automation_and_the_limit_once(
         "prefect.flow-run.Crashed",
     }
     assert trigger["match"] == {"prefect.resource.id": ["prefect.flow-run.*"]}
-    # The study's runs and the dispatcher's (a dead pass must not hold its slot for ever).
+    # The study's runs and the other deployments' (a dead dispatcher pass must not hold its
+    # slot for ever; a dead standing pass must not stay Running), all with heartbeats.
     assert trigger["match_related"] == {
         "prefect.resource.role": "deployment",
         "prefect.resource.id": [
-            f"prefect.deployment.{deployment['id']}",
-            f"prefect.deployment.{dispatcher['id']}",
+            f"prefect.deployment.{d['id']}" for d in (deployment, dispatcher, matcher, closer)
         ],
     }
+    for other in (dispatcher, matcher, closer):
+        assert other["job_variables"] == deployment["job_variables"], other["name"]
     assert trigger["for_each"] == ["prefect.resource.id"]
     assert trigger["within"] == 90
     [action] = automation["actions"]
@@ -401,7 +419,16 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
     _register(prefect_server, zombie_after=timedelta(seconds=window))
     try:
         finder, dream, matching = _seed(atlas_settings)
-        augur_stub.script([Reply(stall=120)])  # the run hangs telling Augur: mid-run
+        # The run hangs telling Augur: mid-run. Only its completed: a dispatcher pass may also
+        # announce a dead run of an earlier test on this server, and must not take the stall.
+        augur_stub.script(
+            [Reply(stall=120)],
+            only=lambda body: (
+                isinstance(body, dict)
+                and body.get("event") == "imagery-finder-study.completed"
+                and body.get("dream_pk") == dream
+            ),
+        )
         worker = start_worker()
         with prefect_server.client() as api:
             deployment_id = _deployment_id(api)
@@ -410,7 +437,7 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             )
             assert created.status_code == 201, created.text
             run_id = created.json()["id"]
-            _wait_for_notifications(augur_stub, 1)
+            _wait_for_notifications(augur_stub, 1, of_run=run_id)
             _wait_for_heartbeat(api, run_id)
 
             # The run heartbeats at the interval the automation's window assumes.
@@ -437,14 +464,14 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             # The link step had committed before the worker died.
             assert _lookups(atlas_settings, finder, dream) == matching
             # The dispatcher delivers the dead run's completed: the same key, nothing else.
-            stalled, delivered = _wait_for_notifications(augur_stub, 2, timeout=240)
+            stalled, delivered = _wait_for_notifications(augur_stub, 2, timeout=240, of_run=run_id)
             print(f"the dead run's completed delivered {delivered.time - killed:.1f} s after "
                   "its worker was killed")  # fmt: skip
             key = _outbox_key(atlas_settings, run_id)
             assert stalled.header("Idempotency-Key") == delivered.header("Idempotency-Key") == key
             assert stalled.body == delivered.body and delivered.taken
             time.sleep(2)
-            assert len(augur_stub.requests) == 2  # no failed for a run whose update committed
+            assert len(_of_run(augur_stub, run_id)) == 2  # no failed: its update committed
 
             # Augur (or an operator) reruns the study: it converges, nothing is doubled. The
             # 90 s window again first: with the 10 s one (shorter than the 30 s heartbeat) a
@@ -458,7 +485,7 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
             rerun_id = rerun.json()["id"]
             done = _wait_for_state(api, rerun_id, TERMINAL)
             assert done["state"]["type"] == "COMPLETED", done["state"]
-        [notification] = _wait_for_notifications(augur_stub, 1)
+        [notification] = _wait_for_notifications(augur_stub, 1, of_run=rerun_id)
         _check_notification(
             notification,
             atlas_settings,

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +79,7 @@ class AugurStub:
         self._address = (host, port)
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
+        self._only: Callable[[Any], bool] | None = None
         self._fallback = Reply()
         self._taken: set[str] = set()
         self.dedupe = dedupe
@@ -100,10 +101,17 @@ class AugurStub:
         with self._lock:
             return list(self._requests)
 
-    def script(self, replies: Iterable[Reply | int]) -> None:
-        """Replace what is left of the script: the next requests get these replies, in order."""
+    def script(
+        self, replies: Iterable[Reply | int], *, only: Callable[[Any], bool] | None = None
+    ) -> None:
+        """Replace what is left of the script: the next requests get these replies, in order.
+
+        With ``only``, a predicate on a request's JSON body, the script answers only the
+        requests it accepts; the others get the fallback (a notification of another run, say).
+        """
         with self._lock:
             self._script = deque(r if isinstance(r, Reply) else Reply(r) for r in replies)
+            self._only = only
 
     def fallback(self, reply: Reply | int) -> None:
         """What every request gets once the script is used up."""
@@ -117,6 +125,7 @@ class AugurStub:
     def reset(self) -> None:
         with self._lock:
             self._script.clear()
+            self._only = None
             self._requests.clear()
             self._taken.clear()
             self._fallback = Reply()
@@ -163,7 +172,8 @@ class AugurStub:
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
-            reply = self._script.popleft() if self._script else self._fallback
+            scripted = self._script and (self._only is None or self._only(request.json))
+            reply = self._script.popleft() if scripted else self._fallback
             key = request.header("Idempotency-Key")
             ok = 200 <= reply.status < 300 and not reply.disconnect
             if ok and self.dedupe and key is not None and key in self._taken:

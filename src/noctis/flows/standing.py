@@ -13,6 +13,7 @@ The work is in :mod:`noctis.standing`; this module sequences it and retries what
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -31,6 +32,39 @@ MATCH_FLOW_NAME = "standing-match"
 CLOSE_FLOW_NAME = "close-study"
 LOADED_EVENT = "noctis.archive.loaded"
 """The event a loader emits after committing scenes: it triggers ``standing-match/default``."""
+ARCHIVE_RESOURCE = "noctis.archive"
+
+
+async def announce_loaded(payload: dict[str, Any]) -> bool:
+    """Emit :data:`LOADED_EVENT` with ``payload`` (``noctis archive load`` does, after it
+    commits scenes), so that ``standing-match/default`` runs now rather than at its next tick.
+
+    Only to a running Prefect server (``PREFECT_API_URL`` set): a loader never starts an
+    ephemeral one. Returns whether the event was sent. A failure is logged, never raised: the
+    scenes are committed and queued whatever happens here, and the matcher's schedule takes
+    them.
+    """
+    from prefect.events.clients import get_events_client
+    from prefect.events.schemas.events import Event
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return False
+    event = Event(
+        event=LOADED_EVENT, resource={"prefect.resource.id": ARCHIVE_RESOURCE}, payload=payload
+    )
+    try:
+        async with get_events_client(reconnection_attempts=2) as client:
+            await client.emit(event)
+    except Exception as e:  # the load stands; the schedule catches up
+        logging.getLogger(__name__).warning(
+            "Could not tell Prefect that scenes were loaded (%s: %s); the standing matcher's "
+            "schedule will take them",
+            type(e).__name__,
+            e,
+        )
+        return False
+    return True
 
 
 async def run_pass(
