@@ -5,8 +5,8 @@ a worker built from the Noctis image imports the installed package, nothing is
 pulled. Parameters are enforced by the server against the flow's schema, so a
 bad trigger (a pk of 0, a string) is refused before any run exists.
 
-Next to the deployment, :func:`register` keeps two server objects in shape, all by name and
-idempotently (a second call updates, never duplicates):
+Next to the deployment, :func:`register` keeps these server objects in shape, all by name and
+idempotently (a second call updates, never duplicates; an unchanged automation is left alone):
 
 * the zombie-run automation (:data:`ZOMBIE_AUTOMATION_NAME`): Prefect's documented
   "detect zombie flows" automation, scoped to this deployment's runs. A run of the deployment
@@ -22,6 +22,10 @@ idempotently (a second call updates, never duplicates):
   ``noctis_outbox_dispatch_seconds`` (:mod:`noctis.flows.outbox_dispatcher`);
 * the stuck-run automation (:data:`STUCK_AUTOMATION_NAME`): a run left Pending by a worker
   that died before its flow-run process started is marked ``Crashed`` after ``zombie_after``;
+* the silent-run automation (:data:`SILENT_AUTOMATION_NAME`): a run whose flow-run process
+  died after setting it Running but before its first heartbeat is marked ``Crashed`` after
+  ``silent_after`` (at least :data:`DEFAULT_SILENT_AFTER`). The three watch the runs of all
+  four deployments;
 * the crash-notice automation (:data:`CRASH_AUTOMATION_NAME`): when a run of the study's
   deployment ends Crashed or Cancelled, it runs the dispatcher at once, which announces the run
   to Augur as ``failed``; the dispatcher's schedule catches any event the automation misses
@@ -81,6 +85,12 @@ STUCK_CRASH_MESSAGE = (
     "Marked Crashed by Noctis' stuck-run automation: Pending for {seconds} s without starting "
     "(its worker died before the flow-run process began). Rerunning the study is safe."
 )
+SILENT_AUTOMATION_NAME = "noctis: crash imagery-finder-study runs that never heartbeat"
+SILENT_CRASH_MESSAGE = (
+    "Marked Crashed by Noctis' silent-run automation: Running for {seconds} s without a "
+    "heartbeat (its flow-run process died as it started). Rerunning the study is safe."
+)
+DEFAULT_SILENT_AFTER = timedelta(seconds=4 * HEARTBEAT_SECONDS)
 PENDING_EVENT = "prefect.flow-run.Pending"
 RUNNING_EVENT = "prefect.flow-run.Running"
 
@@ -103,6 +113,43 @@ async def ensure_work_pool(name: str) -> None:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
+def _watch(
+    *,
+    name: str,
+    description: str,
+    after: set[str],
+    expect: set[str],
+    within: timedelta,
+    message: str,
+    deployments: tuple[UUID, ...],
+) -> AutomationCore:
+    """A proactive automation on each flow run of ``deployments``: once an ``after`` event was
+    seen, it marks the run Crashed with ``message`` unless an ``expect`` event follows within
+    ``within``. The shape of the zombie, stuck and silent automations."""
+    return AutomationCore(
+        name=name,
+        description=f"{description} Managed by `noctis deploy`.",
+        enabled=True,
+        tags=["noctis"],
+        trigger=EventTrigger(
+            posture=Posture.Proactive,
+            after=after,
+            expect=expect,
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": [f"prefect.deployment.{d}" for d in deployments],
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            threshold=1,
+            within=within,
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=message)],
+    )
+
+
 def zombie_automation(
     deployment_id: UUID,
     *,
@@ -111,44 +158,24 @@ def zombie_automation(
 ) -> AutomationCore:
     """The documented zombie-flow automation, limited to the runs of ``deployment_id`` (and of
     the deployments in ``also``: the outbox dispatcher's, whose dead pass would otherwise hold
-    its one-pass-at-a-time slot for ever and cancel every later pass).
+    its one-pass-at-a-time slot for ever and cancel every later pass; the standing ones).
 
     Prefect's recipe matches every flow run of the server; this one also requires the related
     deployment, so Noctis never crashes another team's run that heartbeats at Prefect's
     default interval (180 s in Prefect 3.9, longer than our 90 s window).
     """
     seconds = int(zombie_after.total_seconds())
-    return AutomationCore(
+    return _watch(
         name=ZOMBIE_AUTOMATION_NAME,
         description=(
             f"Marks a run of {FULL_NAME} Crashed when it has sent no heartbeat and reached no "
-            f"terminal state for {seconds} s after a heartbeat. Managed by `noctis deploy`."
+            f"terminal state for {seconds} s after a heartbeat."
         ),
-        enabled=True,
-        tags=["noctis"],
-        trigger=EventTrigger(
-            posture=Posture.Proactive,
-            after={HEARTBEAT_EVENT},
-            expect={HEARTBEAT_EVENT, *TERMINAL_EVENTS},
-            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            match_related=ResourceSpecification(
-                {
-                    "prefect.resource.role": "deployment",
-                    "prefect.resource.id": [
-                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
-                    ],
-                }
-            ),
-            for_each={"prefect.resource.id"},
-            threshold=1,
-            within=zombie_after,
-        ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=ZOMBIE_CRASH_MESSAGE.format(seconds=seconds),
-            )
-        ],
+        after={HEARTBEAT_EVENT},
+        expect={HEARTBEAT_EVENT, *TERMINAL_EVENTS},
+        within=zombie_after,
+        message=ZOMBIE_CRASH_MESSAGE.format(seconds=seconds),
+        deployments=(deployment_id, *also),
     )
 
 
@@ -166,36 +193,46 @@ def stuck_automation(
     automation announces it.
     """
     seconds = int(stuck_after.total_seconds())
-    return AutomationCore(
+    return _watch(
         name=STUCK_AUTOMATION_NAME,
         description=(
             f"Marks a run of {FULL_NAME} Crashed when it stays Pending for {seconds} s without "
-            "starting. Managed by `noctis deploy`."
+            "starting."
         ),
-        enabled=True,
-        tags=["noctis"],
-        trigger=EventTrigger(
-            posture=Posture.Proactive,
-            after={PENDING_EVENT},
-            expect={RUNNING_EVENT, *TERMINAL_EVENTS},
-            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-            match_related=ResourceSpecification(
-                {
-                    "prefect.resource.role": "deployment",
-                    "prefect.resource.id": [
-                        f"prefect.deployment.{d}" for d in (deployment_id, *also)
-                    ],
-                }
-            ),
-            for_each={"prefect.resource.id"},
-            threshold=1,
-            within=stuck_after,
+        after={PENDING_EVENT},
+        expect={RUNNING_EVENT, *TERMINAL_EVENTS},
+        within=stuck_after,
+        message=STUCK_CRASH_MESSAGE.format(seconds=seconds),
+        deployments=(deployment_id, *also),
+    )
+
+
+def silent_automation(
+    deployment_id: UUID,
+    *,
+    silent_after: timedelta = DEFAULT_SILENT_AFTER,
+    also: tuple[UUID, ...] = (),
+) -> AutomationCore:
+    """Marks Crashed a run of ``deployment_id`` Running for ``silent_after`` without a first
+    heartbeat or an end.
+
+    The gap between the two others: a flow-run process killed after it set its run Running
+    but before its first heartbeat reached the server (the chaos run found one). A healthy run
+    heartbeats seconds after Running; the window is at least :data:`DEFAULT_SILENT_AFTER`
+    whatever the zombie window, so a short zombie window (tests) never crashes a slow start.
+    """
+    seconds = int(silent_after.total_seconds())
+    return _watch(
+        name=SILENT_AUTOMATION_NAME,
+        description=(
+            f"Marks a run of {FULL_NAME} Crashed when it has been Running for {seconds} s "
+            "without a first heartbeat."
         ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED, message=STUCK_CRASH_MESSAGE.format(seconds=seconds)
-            )
-        ],
+        after={RUNNING_EVENT},
+        expect={HEARTBEAT_EVENT, *TERMINAL_EVENTS},
+        within=silent_after,
+        message=SILENT_CRASH_MESSAGE.format(seconds=seconds),
+        deployments=(deployment_id, *also),
     )
 
 
@@ -301,6 +338,7 @@ async def register(
     link_concurrency_limit: int | None = None,
     dispatch_every: timedelta | None = None,
     standing_every: timedelta | None = None,
+    silent_after: timedelta | None = None,
 ) -> UUID:
     """Create or update the deployment on ``work_pool`` (created as a process pool if missing).
 
@@ -308,8 +346,10 @@ async def register(
     it at 3 heartbeats or more), the :data:`ATLAS_WRITES_LIMIT` global concurrency limit
     (``link_concurrency_limit``, default ``noctis_link_concurrency_limit`` from the settings),
     the dispatcher's deployment (every ``dispatch_every``, default
-    ``noctis_outbox_dispatch_seconds``), the crash-notice automation, and the standing
-    studies' deployments (:func:`register_standing`).
+    ``noctis_outbox_dispatch_seconds``), the stuck-run automation (``zombie_after``), the
+    silent-run automation (``silent_after``, default the longer of ``zombie_after`` and
+    :data:`DEFAULT_SILENT_AFTER`), the crash-notice automation, and the standing studies'
+    deployments (:func:`register_standing`).
     """
     if zombie_after < timedelta(seconds=10):
         raise ValueError("zombie_after must be at least 10 s (Prefect's proactive minimum)")
@@ -359,6 +399,14 @@ async def register(
         )
         await ensure_automation(
             client, stuck_automation(deployment_id, stuck_after=zombie_after, also=others)
+        )
+        await ensure_automation(
+            client,
+            silent_automation(
+                deployment_id,
+                silent_after=silent_after or max(zombie_after, DEFAULT_SILENT_AFTER),
+                also=others,
+            ),
         )
         await ensure_automation(client, crash_automation(deployment_id, dispatcher_id))
         await ensure_concurrency_limit(client, ATLAS_WRITES_LIMIT, link_concurrency_limit)

@@ -31,6 +31,7 @@ from noctis.deployment import (
     DISPATCHER_FULL_NAME,
     FULL_NAME,
     HEARTBEAT_SECONDS,
+    SILENT_CRASH_MESSAGE,
     STANDING_FULL_NAME,
     STUCK_CRASH_MESSAGE,
     ZOMBIE_AUTOMATION_NAME,
@@ -240,12 +241,19 @@ def _automations(api: httpx.Client) -> list[dict[str, Any]]:
     return automations
 
 
-def _register(server: PrefectServer, zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER) -> None:
+def _register(
+    server: PrefectServer,
+    zombie_after: timedelta = DEFAULT_ZOMBIE_AFTER,
+    silent_after: timedelta | None = None,
+) -> None:
     """``register()`` in this process (saves a ``noctis deploy`` start-up of ~5 s)."""
     with temporary_settings({PREFECT_API_URL: server.api_url}):
         asyncio.run(
             register(
-                work_pool=WORK_POOL, zombie_after=zombie_after, link_concurrency_limit=LINK_LIMIT
+                work_pool=WORK_POOL,
+                zombie_after=zombie_after,
+                link_concurrency_limit=LINK_LIMIT,
+                silent_after=silent_after,
             )
         )
 
@@ -498,3 +506,37 @@ def test_a_run_whose_worker_dies_is_marked_crashed_and_a_rerun_converges(
         assert _lookups(atlas_settings, finder, dream) == matching
     finally:
         _register(prefect_server)  # back to the 90 s window
+
+
+def test_a_run_that_goes_running_and_never_heartbeats_is_marked_crashed(
+    prefect_server: PrefectServer, deployed: subprocess.CompletedProcess[str]
+) -> None:
+    """A flow-run process that dies after setting its run Running and before its first
+    heartbeat (found by the chaos run): neither the zombie automation (it waits for a first
+    heartbeat) nor the stuck one (it waits for Running) sees it; the silent-run automation
+    crashes it. A 10 s window here; by default the longer of the zombie window and 120 s, so a
+    slow start is never crashed."""
+    window = 10
+    _register(prefect_server, silent_after=timedelta(seconds=window))
+    try:
+        with prefect_server.client() as api:
+            created = _create_flow_run(
+                api, _deployment_id(api), {"imagery_finder_pk": 1, "dream_pk": 1}, "silent"
+            )
+            assert created.status_code == 201, created.text
+            run_id = created.json()["id"]
+            # What a worker and then its flow-run process do as they start; then nothing.
+            for state in ("PENDING", "RUNNING"):
+                answer = api.post(
+                    f"/flow_runs/{run_id}/set_state",
+                    json={"state": {"type": state}, "force": True},
+                )
+                assert answer.status_code in (200, 201), answer.text
+            started = time.monotonic()
+            crashed = _wait_for_state(api, run_id, TERMINAL, timeout=window + 60)
+        print(f"\nrun marked {crashed['state']['type']} {time.monotonic() - started:.1f} s "
+              f"after Running ({window} s window)")  # fmt: skip
+        assert crashed["state"]["type"] == "CRASHED"
+        assert crashed["state"]["message"] == SILENT_CRASH_MESSAGE.format(seconds=window)
+    finally:
+        _register(prefect_server)
