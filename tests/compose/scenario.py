@@ -162,7 +162,12 @@ class Augur:
         if matched:
             assert coverage is not None and 0 < coverage <= 1, coverage
             assert plan_scenes is not None and 1 <= plan_scenes <= matched, plan_scenes
-            assert plan_coverage is not None and 0 < plan_coverage <= coverage + 1e-6, plan_coverage
+            # The plan's areas read footprint edges as straight lines in lon/lat (the match
+            # rule's reading), coverage as great circles: they differ by up to ~0.2% of a
+            # scene (noctis.cover), so a plan may seem to cover a hair more than the union.
+            assert plan_coverage is not None and 0 < plan_coverage <= coverage * 1.005, (
+                f"plan_coverage {plan_coverage} > coverage {coverage}"
+            )
         else:
             assert coverage in (0, 0.0, None), coverage
             assert plan_scenes in (0, None), plan_scenes
