@@ -140,6 +140,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_standing_change"),
     )
+    op.create_index("ix_standing_change_archive_item_id", "standing_change", ["archive_item_id"])
     op.execute(ENQUEUE_INSERTED)
     op.execute(ENQUEUE_UPDATED)
     op.execute(

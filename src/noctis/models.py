@@ -289,6 +289,8 @@ class StandingChange(Base):
     writer's transaction; consumed (deleted) by the transaction that links it."""
 
     __tablename__ = "standing_change"
+    # A batch takes every queued change of its scenes (one batch evaluates a scene at a time).
+    __table_args__ = (Index("ix_standing_change_archive_item_id", "archive_item_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     archive_item_id: Mapped[int] = mapped_column(BigInteger, nullable=False)

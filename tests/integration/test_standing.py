@@ -4,6 +4,7 @@ notifications through the outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -266,3 +267,35 @@ async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory)
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
             await standing.close_study(uow, finder_id=7, dream_id=3)
+
+
+async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    """Batch A evaluates a scene's insert (its old footprint matches) and has not committed;
+    the scene is then moved out, and batch B takes that update. B must wait for A: evaluated
+    at once, B finds nothing to unlink (A's row is not visible yet) and A's commit leaves a
+    link the rule no longer gives (found by the out-of-order test, about one run in four)."""
+    finder, dream = await _study(session, session_factory, square(10, 45, 0.5))
+    scene = await _item(admin, square(10, 45, 0.2))
+    async with UnitOfWork(session_factory) as a:
+        await a.standing.fence_batch()
+        assert await a.standing.take_changes(limit=10) == [scene]
+        await a.standing.lock_touched([scene], grace=GRACE)
+        assert await a.standing.link_items([scene], grace=GRACE) == {(finder, dream): 1}
+        await admin.execute(
+            "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s",
+            (scene,),
+        )
+        async with UnitOfWork(session_factory) as b:
+            batch_b = asyncio.create_task(
+                standing.match_batch(b, batch=10, grace=GRACE, pass_id=None)
+            )
+            await asyncio.sleep(1.0)
+            assert not batch_b.done(), "batch B evaluated the scene while batch A held it"
+            await a.commit()
+            done = await asyncio.wait_for(batch_b, timeout=30)
+    assert done is not None and done.items == (scene,)
+    assert await reference_ids(admin, finder) == []
+    assert await linked_ids(admin, finder, dream) == []
+    assert await _queued(admin) == []

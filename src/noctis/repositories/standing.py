@@ -209,13 +209,24 @@ class StandingRepository:
 
     async def take_changes(self, *, limit: int) -> list[int]:
         """Delete up to ``limit`` queued changes, oldest first, skipping those another batch
-        holds; returns their archive item ids (each once). A rollback puts them back."""
+        holds; returns their archive item ids (each once). A rollback puts them back.
+
+        Then every other queued change of the same scenes is deleted too, waiting for a batch
+        that holds one: a scene is evaluated by one batch at a time. Without this, a batch
+        evaluating a scene's insert (old footprint, link not yet committed) and another its
+        update (new footprint: nothing to unlink yet) left a stale link (found by the
+        out-of-order test). Two batches each holding a change of one scene deadlock here;
+        PostgreSQL aborts one, which rolls back whole and is retried as transient.
+        """
         q = StandingChange
         taken = select(q.id).order_by(q.id).limit(limit).with_for_update(skip_locked=True)
         stmt = delete(q).where(q.id.in_(taken.scalar_subquery())).returning(q.archive_item_id)
         async with translated("taking scenes from the change queue"):
-            ids = (await self._session.scalars(stmt)).all()
-        return sorted(set(ids))
+            ids = sorted(set((await self._session.scalars(stmt)).all()))
+            if ids:
+                siblings = delete(q).where(q.archive_item_id == any_(_items()))
+                await self._session.execute(siblings, {"items": ids})
+        return ids
 
     async def backlog(self) -> int:
         async with translated("counting the change queue"):
