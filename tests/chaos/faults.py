@@ -27,6 +27,7 @@ import random
 import signal
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,8 +52,15 @@ class Pace:
 
 
 class Driver:
-    def __init__(self, stack: Stack, pace: Pace, rng: random.Random) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        pace: Pace,
+        rng: random.Random,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.stack, self.pace, self.rng = stack, pace, rng
+        self.say = say  # each fault as it lands, and a driver error at once
         self.tries: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
         self.augur_seconds: Counter[str] = Counter()
@@ -99,6 +107,8 @@ class Driver:
     def note(self, what: str) -> None:
         with self._lock:
             self.log.append(f"{time.strftime('%H:%M:%S')} {what}")
+        if self.say is not None:
+            self.say(what)
 
     def _guard(self, body: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -106,7 +116,8 @@ class Driver:
                 body()
             except BaseException as e:  # reported by the run, never lost in a thread
                 self.errors.append(e)
-                self.note(f"driver error: {type(e).__name__}: {e}")
+                trace = "".join(traceback.format_exception(e)).rstrip()
+                self.note(f"driver error: {type(e).__name__}: {e}\n{trace}")
 
         return run
 

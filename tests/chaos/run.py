@@ -174,10 +174,12 @@ def chaos_run(config: Config, admin_url: URL, workdir: Path, say: Callable[[str]
         say(f"{len(seeded)} studies seeded ({time.monotonic() - began:.0f} s)")
         seconds: dict[str, float] = {}
         mark = time.monotonic()
-        with Driver(stack, config.pace, rng) as driver:  # faults from the first run on
+        with Driver(stack, config.pace, rng, say) as driver:  # faults from the first run on
             studies = trigger(stack, seeded)
             say(f"{len(studies)} studies triggered ({time.monotonic() - began:.0f} s)")
-            wait(lambda: ended(stack, studies), config.chaos_timeout, every=5)
+            # A driver that failed stops the chaos at once (its error is in the report; the
+            # worker it may have left dead is restarted below, so the rest still settles).
+            wait(lambda: bool(driver.errors) or ended(stack, studies), config.chaos_timeout, 5)
         seconds["chaos"] = time.monotonic() - mark
         say(f"chaos over after {seconds['chaos']:.0f} s: {dict(driver.hits)}")
         if stack.worker is None or stack.worker.process.poll() is not None:
