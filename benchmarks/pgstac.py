@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -64,10 +65,11 @@ from pypgstac import __version__ as PYPGSTAC_VERSION
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from pypgstac.migrate import Migrate
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import event, select
 from sqlalchemy.engine import URL
 
-from benchmarks.cases import ALL_CASES, Case, aoi, aoi_ewkb
+from benchmarks.cases import ALL_CASES, PLACE, Case, aoi
 from benchmarks.db import (
     Build,
     build_archive,
@@ -80,6 +82,7 @@ from benchmarks.db import (
 from benchmarks.matching import Bench, Caps, Study
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
+from noctis.devtools.synthetic import SENTINEL_COLLECTION, box_aoi
 from noctis.models import ArchiveItem
 from noctis.repositories.archive import CUSTOM_PLAN, match_conditions
 from noctis.study import check_study
@@ -99,6 +102,7 @@ SEARCHES: Final = {PGSTAC: False, NOHYDRATE: True}
 
 CLOUD_CASE: Final = Case("region", "1 year")
 CLOUD_MAX: Final = 20.0
+ANTIMERIDIAN_KM: Final = 150.0
 ONE_MICROSECOND: Final = timedelta(microseconds=1)
 DATETIME_FORMS: Final = ("inclusive end", "bare dates")
 """The other spellings of the window checked (untimed) against Noctis' ids."""
@@ -113,10 +117,21 @@ NESTED_MIN_MS: Final = 1.0
 
 @dataclass(frozen=True)
 class Query:
-    """A case of :mod:`benchmarks.cases`, with a cloud-cover maximum or none."""
+    """A case of :mod:`benchmarks.cases` (or an AOI of its own), with a cloud-cover maximum or
+    none."""
 
     case: Case
     max_cloud: float | None = None
+    shape: BaseGeometry | None = None
+    """The AOI when it is not one of :mod:`benchmarks.cases`' (``case.aoi`` names it)."""
+
+    @property
+    def geometry(self) -> BaseGeometry:
+        return self.shape if self.shape is not None else aoi(self.case.aoi)
+
+    @property
+    def ewkb(self) -> bytes:
+        return bytes(shapely.to_wkb(self.geometry, include_srid=True))
 
     @property
     def key(self) -> str:
@@ -132,7 +147,20 @@ class Query:
         return datetime.combine(self.case.end + timedelta(days=1), dtime(0), tzinfo=UTC)
 
 
-QUERIES: Final = (*(Query(c) for c in ALL_CASES), Query(CLOUD_CASE, CLOUD_MAX))
+ANTIMERIDIAN: Final = Query(
+    Case("antimeridian", "5 years"), shape=box_aoi(180.0, -17.5, km=ANTIMERIDIAN_KM)
+)
+"""A 150 km square centred on 180°, 17.5° S (by Fiji), split at the antimeridian as RFC 7946
+says: a MultiPolygon from 179.29° E to 180° and from -180° to 179.29° W."""
+QUERIES: Final = (
+    *(Query(c) for c in ALL_CASES),
+    Query(CLOUD_CASE, CLOUD_MAX),
+    ANTIMERIDIAN,
+)
+READONLY_SMALL: Final = Query(Case("point", "1 month"))
+"""A small search, where pgstac's write to its searches table is a large share."""
+PROBED: Final = Query(Case("city", "1 month"))
+"""The case the window-end probes are put in."""
 
 
 def _stamp(moment: datetime) -> str:
@@ -161,7 +189,7 @@ def stac_search(
 ) -> dict[str, Any]:
     """The body of ``pgstac.search()`` for ``query``: ids only, every match on one page."""
     body: dict[str, Any] = {
-        "intersects": json.loads(shapely.to_geojson(aoi(query.case.aoi))),
+        "intersects": json.loads(shapely.to_geojson(query.geometry)),
         "datetime": stac_datetime(query, form),
         "fields": {"include": ["id"]},
         "limit": limit,
@@ -316,7 +344,7 @@ class Outcome:
     only_noctis: dict[str, list[str]] = field(default_factory=dict)
     only_pgstac: dict[str, list[str]] = field(default_factory=dict)
     forms: dict[str, int] = field(default_factory=dict)
-    """Ids returned (default mode) by the other spellings of the window."""
+    """Ids returned (nohydrate: the same WHERE, cheaper) by the other spellings of the window."""
     forms_equal: dict[str, bool] = field(default_factory=dict)
     wall: dict[str, list[float]] = field(default_factory=dict)
     server: dict[str, list[float]] = field(default_factory=dict)
@@ -337,8 +365,8 @@ class Explained:
     phases: dict[str, float] = field(default_factory=dict)
     """ms: parse and record the search, fetch the rows, the whole search."""
     rows: int = 0
-    readonly_wall: dict[str, float] = field(default_factory=dict)
-    """Wall seconds of the search with pgstac.readonly off (the default) and on."""
+    readonly_wall: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per case: wall seconds of the search with pgstac.readonly off (the default) and on."""
     rows_plan: str = ""
     nested: list[tuple[float, str]] = field(default_factory=list)
     """(ms, first lines of the plan) of the nested statements over NESTED_MIN_MS."""
@@ -353,6 +381,8 @@ class Run:
     load: PgstacLoad
     outcomes: list[Outcome]
     explained: Explained
+    probes: dict[str, list[str]] = field(default_factory=dict)
+    """Which of the window-edge probe scenes each rule matched."""
     server_version: str = ""
     postgis: str = ""
     boundary_items: int = 0
@@ -382,6 +412,28 @@ class Side:
         await self.pg.close()
         await self.bench.close()
 
+    async def readonly_wall(self, body: str) -> dict[str, float]:
+        """Median wall seconds of one search with pgstac.readonly off (the default) and on."""
+        readonly = await asyncpg.connect(
+            libpq_dsn(self.pgstac_url),
+            server_settings={"search_path": "pgstac,public", "pgstac.readonly": "on"},
+        )
+        try:
+
+            async def on() -> int:
+                return len(str(await readonly.fetchval("SELECT search($1::jsonb)::text", body)))
+
+            async def off() -> int:
+                return len(await self.search(body))
+
+            timed = await measure_interleaved([(off, None), (on, None)], runs=self.runs, warmups=1)
+        finally:
+            await readonly.close()
+        return {
+            "off": statistics.median(t for t, _ in timed[0]),
+            "on": statistics.median(t for t, _ in timed[1]),
+        }
+
     def _on_execute(
         self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
@@ -391,7 +443,7 @@ class Side:
     async def study(self, query: Query) -> Study:
         """A finder and a dream for the query, and the criteria ``check_study`` builds."""
         case = query.case
-        ewkb = aoi_ewkb(case.aoi)
+        ewkb = query.ewkb
         finder_id = int(
             await self.bench.admin.fetchval(
                 "INSERT INTO imagery_finder (name, location, start_date, end_date,"
@@ -456,7 +508,8 @@ class Side:
             outcome.only_noctis[mode] = sorted(expected - got)[:5]
             outcome.only_pgstac[mode] = sorted(got - expected)[:5]
         for form in DATETIME_FORMS:
-            ids, _ = await self.search_ids(stac_search(query, limit=self.limit, form=form))
+            body = stac_search(query, limit=self.limit, nohydrate=True, form=form)
+            ids, _ = await self.search_ids(body)
             outcome.forms[form] = len(ids)
             outcome.forms_equal[form] = set(ids) == expected
 
@@ -502,6 +555,45 @@ class Side:
         )
         return outcome
 
+    async def probe_window_end(self) -> dict[str, list[str]]:
+        """Scenes at the window's edges, put in both stores (after the timing): which of them
+        Noctis' rule and each spelling of pgstac's window match."""
+        q = PROBED
+        moments = {
+            "first instant": q.start,
+            "last microsecond": q.end - ONE_MICROSECOND,
+            "next midnight": q.end,
+            "instant before": q.start - ONE_MICROSECOND,
+        }
+        footprint = shapely.buffer(shapely.Point(PLACE.lon, PLACE.lat), 0.01, quad_segs=1)
+        probes = {f"probe {name}": moment for name, moment in moments.items()}
+        for external_id, moment in probes.items():
+            await self.bench.admin.execute(
+                "INSERT INTO archive_item (external_id, collection, footprint, acquired_at,"
+                " cloud_cover, properties) VALUES ($1, $2, ST_GeomFromEWKB($3), $4, 10, '{}')",
+                external_id,
+                SENTINEL_COLLECTION,
+                bytes(shapely.to_wkb(shapely.set_srid(footprint, 4326), include_srid=True)),
+                moment,
+            )
+            item = {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "id": external_id,
+                "collection": SENTINEL_COLLECTION,
+                "geometry": json.loads(shapely.to_geojson(footprint)),
+                "properties": {"datetime": _stamp(moment), "eo:cloud_cover": 10},
+                "links": [],
+                "assets": {},
+            }
+            await self.pg.execute("SELECT create_item($1::jsonb)", json.dumps(item))
+        study = await self.study(q)
+        matched = {"Noctis": sorted(set(await self.noctis_ids(study)) & probes.keys())}
+        for form in ("aligned", *DATETIME_FORMS):
+            ids, _ = await self.search_ids(stac_search(q, limit=self.limit + 10, form=form))
+            matched[f"pgstac, {form}"] = sorted(set(ids) & probes.keys())
+        return {k: [p.removeprefix("probe ") for p in v] for k, v in matched.items()}
+
     async def explain(self, query: Query) -> Explained:
         """One search taken apart: its plan, its phases, the plans of what it runs."""
         body = stac_search(query, limit=self.limit)
@@ -534,26 +626,12 @@ class Side:
         )
 
         # What the write to pgstac.searches costs (readonly = false): the wall time of the
-        # search, taking turns with the same search under pgstac.readonly = on.
-        readonly = await asyncpg.connect(
-            libpq_dsn(self.pgstac_url),
-            server_settings={"search_path": "pgstac,public", "pgstac.readonly": "on"},
-        )
-        try:
-
-            async def on() -> int:
-                return len(str(await readonly.fetchval("SELECT search($1::jsonb)::text", text)))
-
-            async def off() -> int:
-                return len(await self.search(text))
-
-            timed = await measure_interleaved([(off, None), (on, None)], runs=self.runs, warmups=1)
-            out.readonly_wall = {
-                "readonly off (default)": statistics.median(t for t, _ in timed[0]),
-                "readonly on": statistics.median(t for t, _ in timed[1]),
-            }
-        finally:
-            await readonly.close()
+        # search, taking turns with the same search under pgstac.readonly = on; on this case and
+        # on a small one, where the write is a larger share.
+        for q in (query, READONLY_SMALL):
+            out.readonly_wall[q.key] = await self.readonly_wall(
+                json.dumps(stac_search(q, limit=self.limit))
+            )
 
         plain = await self.pg.fetch(
             f"EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM items WHERE {where} ORDER BY {orderby}"
@@ -651,10 +729,17 @@ async def run(
     async with databases(size, server_url, log) as (build, noctis_url, load, pgstac_url):
         side = Side(noctis_url, pgstac_url, runs=runs, size=size)
         await side.open()
+        # measure_interleaved collects the garbage before every run; with prefect and
+        # SQLAlchemy loaded a full collection takes ~0.2 s on this machine. Frozen, the objects
+        # that live through the run are not scanned again: the garbage of each run still is.
+        gc.collect()
+        gc.freeze()
         try:
             outcomes = [await side.measure(q, log) for q in queries]
             explained = await side.explain(Query(EXPLAINED))
+            probes = await side.probe_window_end()
         finally:
+            gc.unfreeze()
             await side.close()
         version, postgis, midnight = await _facts(noctis_url)
     return Run(
@@ -664,6 +749,7 @@ async def run(
         load=load,
         outcomes=outcomes,
         explained=explained,
+        probes=probes,
         server_version=version,
         postgis=postgis,
         boundary_items=midnight,
@@ -792,20 +878,28 @@ def _semantics(r: Run) -> list[str]:
         "- **Window end.** Noctis matches `acquired_at >= start AND acquired_at < end + 1 day` "
         "(half-open); a STAC `datetime` interval is closed, and pgstac's WHERE is "
         "`datetime <= <end> AND end_datetime >= <start>`. Sent with the end at the next "
-        "midnight it would also match a scene taken at exactly 00:00:00.000000 of the day "
-        "after the window; sent as above (that midnight less 1 µs, timestamptz's resolution) "
-        "the two are the same set of instants. Checked untimed on every case: the inclusive "
-        f"end differs from Noctis on {len(inclusive)} of {len(r.outcomes)} cases here (the "
-        f"archive has {r.boundary_items:,} items at exactly 00:00 UTC, so this data barely "
-        "exercises it); bare dates (`2024-06-01/2024-06-30`), which this pgstac reads as the "
-        f"whole last day, half-open, differ on {len(bare)} cases.",
+        "midnight (*inclusive end*) it also matches a scene taken at exactly 00:00:00.000000 "
+        "of the day after the window; sent as above (*aligned*: that midnight less 1 µs, "
+        "timestamptz's resolution) the two are the same set of instants. This pgstac reads "
+        "*bare dates* (`2024-06-01/2024-06-30`) as whole days, the last one included and "
+        "the next midnight excluded: also Noctis' window. On the archive's own scenes the "
+        f"spellings cannot be told apart ({r.boundary_items:,} items at exactly 00:00 UTC; "
+        f"inclusive end differs from Noctis on {len(inclusive)} of {len(r.outcomes)} cases, "
+        f"bare dates on {len(bare)}), so four probe scenes were put in both stores after the "
+        f"timing, on {PROBED.case.key} at the instant before the window, its first instant, "
+        "its last microsecond and the next midnight: "
+        + "; ".join(f"{who} matches {', '.join(v) or 'none'}" for who, v in r.probes.items())
+        + ".",
         "- **Scenes with a time range.** pgstac also matches items whose `start_datetime`/"
         "`end_datetime` overlap the window; Noctis stores one `acquired_at`. The items here "
         "carry `datetime` only (pgstac sets `end_datetime` = `datetime`), so no difference.",
         "- **Geometry.** Both test `ST_Intersects` on planar EPSG:4326 geometry (touching "
-        "counts). The footprints split at the antimeridian are the same MultiPolygons in "
-        "both; no AOI here crosses it (a crossing AOI would have to be split by the caller "
-        "for pgstac as for Noctis).",
+        "counts). The footprints split at the antimeridian are the same MultiPolygons in both, "
+        f"and the {ANTIMERIDIAN.case.aoi} case (a {ANTIMERIDIAN_KM:g} km square centred on "
+        "180°, 17.5° S, split at ±180° into a MultiPolygon, as RFC 7946 says) returns the "
+        "same ids: neither store "
+        "splits or wraps anything itself, so an AOI that crosses the antimeridian must come "
+        "split, for pgstac as for Noctis.",
         "- **Cloud cover.** `eo:cloud_cover` is not a registered queryable: pgstac reads it from "
         "the item's JSON, as a number because the literal is one; an item without it fails "
         "the filter, as a NULL `cloud_cover` does in Noctis. Noctis compares `real` values, "
@@ -833,6 +927,16 @@ def _short(plan: str, width: int = 180) -> str:
     return "\n".join(lines)
 
 
+def _split_logged(message: str, width: int = 150) -> tuple[str, list[str]]:
+    """auto_explain's message: (its query text on one line, its plan's lines)."""
+    lines = message.splitlines()[1:]  # after "duration: ... plan:"
+    start = next((k for k, line in enumerate(lines) if "(cost=" in line), len(lines))
+    query = " ".join(" ".join(lines[:start]).split()).removeprefix("Query Text: ")
+    if len(query) > width:
+        query = query[: width - 1] + "…"
+    return query, lines[start:]
+
+
 def _explained(e: Explained) -> list[str]:
     whole = e.phases.get("search (the whole call)", 0.0)
     fetched = e.phases.get("search_rows (the rows)", 0.0)
@@ -854,12 +958,14 @@ def _explained(e: Explained) -> list[str]:
         "PL/pgSQL, per row, hydrating against the collection's base item) and the page. ",
     ]
     if e.readonly_wall:
-        off = e.readonly_wall["readonly off (default)"]
-        on = e.readonly_wall["readonly on"]
         lines[-1] += (
-            f"Wall time with `pgstac.readonly` off (the default: every search upserts its row "
-            f"in `pgstac.searches`, so it writes and commits) {off * 1000:,.1f} ms, on "
-            f"{on * 1000:,.1f} ms."
+            "Wall time with `pgstac.readonly` off (the default: every search upserts its row in "
+            "`pgstac.searches`, so it writes and commits) and on: "
+            + "; ".join(
+                f"{key} {t['off'] * 1000:,.1f} ms off, {t['on'] * 1000:,.1f} ms on"
+                for key, t in e.readonly_wall.items()
+            )
+            + "."
         )
     lines += [
         "",
@@ -879,8 +985,8 @@ def _explained(e: Explained) -> list[str]:
             "```",
         ]
         for ms, message in sorted(e.nested, key=lambda x: -x[0])[:6]:
-            head = [line for line in _short(message).splitlines() if line.strip()][1:8]
-            lines += [f"-- {ms:,.1f} ms", *head, ""]
+            query, plan = _split_logged(_short(message))
+            lines += [f"-- {ms:,.1f} ms: {query}", *plan[:5], ""]
         lines[-1] = "```"
     return lines
 
