@@ -5,6 +5,8 @@
     uv run python -m benchmarks.pgstac                       # 100k items, 5 runs
     uv run python -m benchmarks.pgstac --size 20k --runs 3
     uv run python -m benchmarks.pgstac --write               # ... and its section of RESULTS.md
+    uv run python -m benchmarks.pgstac --json out.json       # ... and the raw figures
+    uv run python -m benchmarks.pgstac --from-json out.json --write   # re-render, measure nothing
     uv run python -m benchmarks.pgstac --server-url postgresql://postgres@127.0.0.1:5432/postgres
 
 A private **durable** PostGIS cluster (fsync on, as in production), or the given server, gets
@@ -388,6 +390,8 @@ class Run:
     boundary_items: int = 0
     """Archive items acquired at exactly 00:00:00 UTC (where an inclusive end bites)."""
     load_average: tuple[float, float] = (0.0, 0.0)
+    day: str = ""
+    """The day it ran (YYYY-MM-DD)."""
 
 
 class Side:
@@ -754,6 +758,7 @@ async def run(
         postgis=postgis,
         boundary_items=midnight,
         load_average=(start_load, os.getloadavg()[0]),
+        day=time.strftime("%Y-%m-%d"),
     )
 
 
@@ -782,11 +787,13 @@ def report(r: Run, *, command: str | None = None) -> str:
     all_equal = all(all(o.equal.values()) for o in r.outcomes)
     lines = [
         begin,
-        f"## pgstac side by side, {label} items (`benchmarks/pgstac.py`)",
+        f"## pgstac side by side, {label} items, on {os.cpu_count()} shared cores "
+        "(`benchmarks/pgstac.py`)",
         "",
-        f"`{command}`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared with other "
-        f"jobs (load average {r.load_average[0]:.1f} at the start, {r.load_average[1]:.1f} at "
-        f"the end: the ratios, measured taking turns, say more than the absolute times), "
+        f"`{command}`, {r.day or time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared "
+        f"with other jobs (load average {r.load_average[0]:.1f} at the start, "
+        f"{r.load_average[1]:.1f} at the end: the ratios, measured taking turns, say more "
+        "than the absolute times), "
         f"Python {platform.python_version()}, PostgreSQL {r.server_version}, PostGIS "
         f"{r.postgis}, pgstac {load.version} (pypgstac {PYPGSTAC_VERSION}), both databases on "
         "one durable server (fsync on). Median of "
@@ -900,9 +907,11 @@ def _semantics(r: Run) -> list[str]:
         "same ids: neither store "
         "splits or wraps anything itself, so an AOI that crosses the antimeridian must come "
         "split, for pgstac as for Noctis.",
-        "- **Cloud cover.** `eo:cloud_cover` is not a registered queryable: pgstac reads it from "
-        "the item's JSON, as a number because the literal is one; an item without it fails "
-        "the filter, as a NULL `cloud_cover` does in Noctis. Noctis compares `real` values, "
+        "- **Cloud cover.** `eo:cloud_cover` is not a registered queryable, so pgstac reads it "
+        "from each item's JSON as a number, the literal being one: its WHERE has "
+        f"`to_float(content->'properties'->'eo:cloud_cover') <= to_float('{CLOUD_MAX}')` (no "
+        "index; a filter on the rows the AOI and the window found). An item without it fails "
+        "the filter, as a NULL `cloud_cover` does in Noctis; Noctis compares `real` values, "
         "pgstac the same values as float8 (loaded exactly): equal ids on the cloud case.",
         "- **Paging.** `search()` returns one page: without a `limit` it is 10 items "
         f"({r.explained.default_limit_returned} returned on {r.explained.key}), so every "
@@ -1006,6 +1015,19 @@ def to_json(r: Run) -> dict[str, Any]:
     return dataclasses.asdict(r)
 
 
+def from_json(data: dict[str, Any]) -> Run:
+    """A run written by ``--json``, to render its report again."""
+    d = dict(data)
+    d["build"] = Build.from_json(d["build"])
+    d["load"] = PgstacLoad(**d["load"])
+    d["outcomes"] = [Outcome.from_json(o) for o in d["outcomes"]]
+    explained = dict(d["explained"])
+    explained["nested"] = [(float(ms), str(text)) for ms, text in explained["nested"]]
+    d["explained"] = Explained(**explained)
+    d["load_average"] = tuple(d["load_average"])
+    return Run(**d)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pgstac", description=__doc__)
     parser.add_argument("--size", default="100k", help="synthetic archive items (e.g. 20k, 100k)")
@@ -1013,16 +1035,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-url", help="a PostGIS server to use instead of a private one")
     parser.add_argument("--write", action="store_true", help="replace the section in RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--from-json", type=Path, help="measure nothing: render the report of a --json file"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    size = parse_size(args.size)
-    result = asyncio.run(run(size, runs=args.runs, server_url=args.server_url))
-    command = f"uv run python -m benchmarks.pgstac --size {size_label(size)} --runs {args.runs}"
-    section = report(result, command=command + (" --write" if args.write else ""))
+    if args.from_json:
+        result = from_json(json.loads(args.from_json.read_text()))
+    else:
+        size = parse_size(args.size)
+        result = asyncio.run(run(size, runs=args.runs, server_url=args.server_url))
+    command = (
+        f"uv run python -m benchmarks.pgstac --size {size_label(result.size)} "
+        f"--runs {result.runs} --write"
+    )
+    section = report(result, command=command)
     print(section)
     if args.json:
         args.json.write_text(json.dumps(to_json(result), indent=1, default=str))
     if args.write:
-        write(section, size)
+        write(section, result.size)
     return 0
 
 

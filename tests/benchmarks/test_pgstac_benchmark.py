@@ -9,6 +9,7 @@ must not touch RESULTS.md; the 100k figures come from the full run. No timing is
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from sqlalchemy.engine import URL
@@ -21,8 +22,10 @@ from benchmarks.pgstac import (
     PGSTAC,
     QUERIES,
     RESULTS,
+    from_json,
     report,
     run,
+    to_json,
 )
 
 SIZE = 5_000
@@ -63,4 +66,7 @@ def test_pgstac_returns_noctis_ids_on_every_case(postgis_url: URL) -> None:
     assert section.startswith("<!-- pgstac-5k:begin -->")
     assert "Same ids on every case: **yes**" in section
     assert section.count(" | yes / yes |") == len(QUERIES)
+    # --json then --from-json renders the same report.
+    again = from_json(json.loads(json.dumps(to_json(result), default=str)))
+    assert report(again) == section
     assert RESULTS.stat().st_mtime_ns == before
