@@ -702,13 +702,44 @@ async def _facts(url: URL) -> tuple[str, str, int]:
     return version, postgis, midnight
 
 
+PGSTAC_ROLES: Final = ("pgstac_admin", "pgstac_ingest", "pgstac_read")
+"""The cluster-wide roles ``pypgstac migrate`` creates; dropped afterwards unless they were
+there before the run."""
+
+
+async def _existing_roles(admin_url: URL) -> set[str]:
+    conn = await asyncpg.connect(libpq_dsn(admin_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", list(PGSTAC_ROLES)
+        )
+    finally:
+        await conn.close()
+    return {str(r[0]) for r in rows}
+
+
+async def _drop_roles(admin_url: URL, roles: set[str], log: Callable[[str], None]) -> None:
+    """Drop the roles this run created (its pgstac database is gone, so they own nothing)."""
+    conn = await asyncpg.connect(libpq_dsn(admin_url))
+    try:
+        for role in sorted(roles):
+            try:
+                await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+            except asyncpg.PostgresError as e:  # still used by another database: leave it
+                log(f"  role {role} left on the server: {e}")
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def databases(
     size: int, server_url: str | None, log: Callable[[str], None]
 ) -> AsyncIterator[tuple[Build, URL, PgstacLoad, URL]]:
-    """The archive in Noctis' schema and in pgstac's, on one server; dropped afterwards."""
+    """The archive in Noctis' schema and in pgstac's, on one server; dropped afterwards, with
+    the roles ``pypgstac migrate`` created there."""
     with server(server_url, durable=True) as where:
         log(f"server: {where.origin}")
+        roles_before = await _existing_roles(where.admin_url)
         build, noctis_url = await build_archive(where.admin_url, size, log=log)
         log(f"{size_label(size)} items in Noctis' schema: load {build.load_s:.1f} s")
         try:
@@ -719,6 +750,8 @@ async def databases(
                 await drop_database(where.admin_url, load.database)
         finally:
             await drop_database(where.admin_url, build.database)
+            created = await _existing_roles(where.admin_url) - roles_before
+            await _drop_roles(where.admin_url, created, log)
 
 
 async def run(
