@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,8 +42,12 @@ def main() -> int:
         seed=args.seed,
     )
 
+    lock = threading.Lock()  # the driver's threads say things too: one line at a time
+
     def say(line: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+        with lock:
+            sys.stdout.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            sys.stdout.flush()
 
     with postgis.postgis_server() as (url, origin), tempfile.TemporaryDirectory() as tmp:
         say(f"PostGIS: {origin}; {config}")

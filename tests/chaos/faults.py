@@ -99,10 +99,8 @@ class Driver:
             conn.execute("SELECT pg_reload_conf()")
         augur = self.stack.augur
         augur.fallback(Reply())
-        with contextlib.suppress(RuntimeError):
-            augur.url  # noqa: B018 - raises when stopped
-            return
-        augur.start()
+        if not augur.running:
+            augur.start()
 
     def note(self, what: str) -> None:
         with self._lock:

@@ -91,10 +91,15 @@ class AugurStub:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Augur stub is not started")
-        host, port = self._server.server_address[:2]
+        """Where it answers; once started, also while stopped (refusing connections there)."""
+        host, port = self._address
+        if port == 0:
+            raise RuntimeError("the Augur stub has never been started: it has no port yet")
         return f"http://{host!s}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
 
     @property
     def requests(self) -> list[RecordedRequest]:
