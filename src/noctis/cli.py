@@ -100,10 +100,21 @@ def run(
     dream_pk: DreamPk,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Run the flow here (an ephemeral Prefect server when PREFECT_API_URL is not set)."""
+    """Run the flow here. Fast with PREFECT_API_URL set to a running server (`prefect server
+    start`, once); without it every run starts a temporary Prefect server (about 10 s)."""
     from noctis.console import result_table
     from noctis.flows.imagery_finder_study import run_here
+    from noctis.flows.outbox_dispatcher import prefect_api_configured
 
+    if not prefect_api_configured():
+        err.print(
+            "No PREFECT_API_URL: Prefect starts a temporary server for this run (about 10 s). "
+            "For fast runs, start one once (`prefect server start`) and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api.",
+            style="dim",
+            highlight=False,
+            soft_wrap=True,
+        )
     with _one_line("Study failed"):
         result = asyncio.run(run_here(imagery_finder_pk, dream_pk))
     if json_output:

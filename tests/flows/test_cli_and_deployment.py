@@ -101,3 +101,22 @@ def test_db_upgrade_migrates_the_configured_database(
         get_settings.cache_clear()
         with _admin(postgis_url) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_run_says_how_to_skip_the_temporary_server_when_no_api_is_set(
+    study_env: Settings, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    import noctis.flows.outbox_dispatcher as dispatcher
+
+    monkeypatch.setattr(dispatcher, "prefect_api_configured", lambda: configured)
+    finder, dream = _seed(study_env)
+    outcome = runner.invoke(
+        app, ["run", "--imagery-finder-pk", str(finder), "--dream-pk", str(dream), "--json"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert json.loads(outcome.stdout.strip().splitlines()[-1])["matched_count"] == 1
+    hint = "No PREFECT_API_URL: Prefect starts a temporary server"
+    assert (hint in outcome.stderr) is not configured
+    if not configured:
+        assert "PREFECT_API_URL=http://127.0.0.1:4200/api" in outcome.stderr
