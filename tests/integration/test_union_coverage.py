@@ -1,0 +1,77 @@
+"""The union coverage of a study (the flow's summary) on PostGIS, against the earlier form of
+the same area: the union of every match clipped to the AOI one by one.
+
+Noctis unions each distinct footprint once (revisits of a tile repeat its footprint); a repeated
+footprint, valid or needing repair, must not change the area, and another shape with the same
+bounding box is a footprint of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from noctis.unit_of_work import UnitOfWork
+from tests.support.factories import add_dream, add_finder, add_item, box
+from tests.support.plans import linked
+
+Factory = async_sessionmaker[AsyncSession]
+AOI = box(10.0, 45.0, 11.0, 46.0)
+BOWTIE = "POLYGON((10.6 45.6, 10.9 45.9, 10.9 45.6, 10.6 45.9, 10.6 45.6))"
+# Every match of the study, each clipped to the AOI (repaired first when invalid), then unioned:
+# the form Noctis used before it took each footprint once.
+EVERY_MATCH = """
+SELECT least(1.0, coalesce(ST_Area(ST_Union(ST_Intersection(
+         CASE WHEN ST_IsValid(a.footprint) THEN a.footprint
+              ELSE ST_CollectionExtract(ST_MakeValid(a.footprint), 3) END,
+         f.location))::geography), 0) / min(ST_Area(f.location::geography)))
+FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
+JOIN imagery_finder f ON f.id = l.imagery_finder_id
+WHERE l.imagery_finder_id = :finder AND l.dream_id = :dream
+"""
+
+
+async def _union(factory: Factory, finder: int, dream: int) -> float | None:
+    study = await linked(factory, finder, dream)
+    async with UnitOfWork(factory) as uow:
+        return await uow.lookups.union_coverage(criteria=study.criteria, dream_id=dream)
+
+
+async def test_repeated_footprints_count_once_and_near_copies_on_their_own(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    dream = await add_dream(session, "union")
+    finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    june = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    lower = "POLYGON((9.5 44.5, 10.5 44.5, 9.5 45.5, 9.5 44.5))"  # its AOI part: 1/8 of it
+    for day in range(5):  # five revisits of one footprint
+        await add_item(session, lower, june + timedelta(days=day))
+    # The other half of the same bounding box: a footprint of its own (told apart by shape).
+    await add_item(session, "POLYGON((10.5 44.5, 10.5 45.5, 9.5 45.5, 10.5 44.5))", june)
+    await add_item(session, box(10.3, 45.3, 10.7, 45.7), june)  # overlaps the tile
+    for day in range(3):  # an invalid footprint, repeated: repaired, counted once
+        await add_item(session, BOWTIE, june + timedelta(days=day))
+    await add_item(session, box(10.8, 45.0, 11.2, 45.2), june + timedelta(days=400))  # outside
+    await session.commit()
+
+    union = await _union(session_factory, finder.id, dream.id)
+    reference = (
+        await session.execute(text(EVERY_MATCH), {"finder": finder.id, "dream": dream.id})
+    ).scalar_one()
+    assert union is not None
+    assert union == pytest.approx(float(reference), rel=1e-9)
+    # The two halves: 0.5° x 0.5° of the AOI's 1° x 1°; the box inside adds 0.16 less its
+    # overlap (0.04), the bowtie its two triangles (0.045): about 0.415 (spheroid areas).
+    assert union == pytest.approx(0.415, abs=0.01)
+
+
+async def test_a_study_without_matches_covers_nothing(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    dream = await add_dream(session, "empty union")
+    finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    await session.commit()
+    assert await _union(session_factory, finder.id, dream.id) == 0.0
