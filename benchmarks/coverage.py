@@ -43,6 +43,7 @@ import asyncpg
 
 from benchmarks.cases import WINDOWS, Case, aoi_ewkb
 from benchmarks.db import build_archive, drop_database, parse_size, server, size_label
+from benchmarks.sections import replace_section
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
 
@@ -224,12 +225,7 @@ def report(size: int, runs: int, measured: list[Measured]) -> str:
 
 
 def write(section: str) -> None:
-    text = RESULTS.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(RESULTS, BEGIN, END, section)
 
 
 async def run(

@@ -43,12 +43,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL, make_url
 
-try:  # moving to noctis.devtools.localdb
-    from noctis.devtools.localdb import LocalPostgis  # type: ignore[import-not-found]
-except ImportError:
-    from noctis.localdb import LocalPostgis
+from benchmarks.sections import replace_section
 from noctis import migrate
 from noctis.db import libpq_dsn
+from noctis.devtools.localdb import LocalPostgis
 from noctis.settings import Settings
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -301,12 +299,7 @@ def _verdict(results: dict[tuple[str, int], dict[str, Any]], n: int) -> str:
 
 
 def write(section: str) -> None:
-    text = RESULTS.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(RESULTS, BEGIN, END, section)
 
 
 def main(argv: list[str] | None = None) -> int:

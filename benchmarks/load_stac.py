@@ -43,6 +43,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from benchmarks.db import create_database, server, settings_for
+from benchmarks.sections import replace_section
 from noctis import migrate
 from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.devtools.synthetic import ArchiveSpec, generate
@@ -217,12 +218,7 @@ def report(results: dict[str, tuple[int, float]], size: int, mb: float, load: fl
 
 
 def write(section: str) -> None:
-    text_ = RESULTS.read_text()
-    if BEGIN in text_:
-        text_ = text_[: text_.index(BEGIN)] + section + text_[text_.index(END) + len(END) + 1 :]
-    else:
-        text_ = text_.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text_)
+    replace_section(RESULTS, BEGIN, END, section)
 
 
 def main(argv: list[str] | None = None) -> int:

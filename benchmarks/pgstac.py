@@ -82,6 +82,7 @@ from benchmarks.db import (
     size_label,
 )
 from benchmarks.matching import Bench, Caps, Study
+from benchmarks.sections import replace_section
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
 from noctis.devtools.synthetic import SENTINEL_COLLECTION, box_aoi
@@ -1036,12 +1037,7 @@ def _explained(e: Explained) -> list[str]:
 def write(section: str, size: int) -> None:
     """Replace the section of this archive size in RESULTS.md, or append it."""
     begin, end = (m.format(size=size_label(size)) for m in MARKERS)
-    text = RESULTS.read_text()
-    if begin in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(RESULTS, begin, end, section)
 
 
 def to_json(r: Run) -> dict[str, Any]:

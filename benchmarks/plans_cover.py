@@ -40,6 +40,7 @@ from sqlalchemy.engine import URL
 from benchmarks import cases as C
 from benchmarks.cover_baselines import Taken, cloud_first, coverage_first, sql_greedy, take_in_order
 from benchmarks.db import build_archive, drop_database, parse_size, server, settings_for, size_label
+from benchmarks.sections import replace_section
 from noctis.cover import Per, Pieces, PlanOptions
 from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.plans import StudyPlan, plan_study
@@ -311,12 +312,7 @@ def report(
 def write(section: str, size: int) -> None:
     """Replace the section of this archive size in RESULTS.md, or append it."""
     begin, end = (m.format(size=size_label(size)) for m in MARKERS)
-    text = RESULTS.read_text()
-    if begin in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    replace_section(RESULTS, begin, end, section)
 
 
 def main(argv: list[str] | None = None) -> int:
