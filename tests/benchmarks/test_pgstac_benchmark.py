@@ -88,6 +88,8 @@ def test_pgstac_returns_noctis_ids_on_every_case(postgis_url: URL) -> None:
     assert section.startswith("<!-- pgstac-100k:begin -->")
     assert "Same ids on every case: **yes**" in section
     assert section.count(" | yes / yes |") == len(QUERIES)
+    assert "- Target, Noctis' link step faster than pgstac nohydrate: " in section
+    assert "- Target, Noctis' match ≥ 20x faster than pgstac nohydrate: " in section
     # --json then --from-json renders the same report.
     again = from_json(json.loads(json.dumps(to_json(result), default=str)))
     assert report(again) == section
