@@ -303,3 +303,56 @@ async def test_a_run_left_pending_by_a_dead_worker_is_crashed_and_announced(
         assert note.json["error"].endswith("ended Crashed: " + state.message)
     finally:
         await register(work_pool="noctis-outbox-test")
+
+
+async def test_a_pass_that_finds_augur_down_delivers_within_seconds_of_its_return(
+    study_env: Settings,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import noctis.flows.outbox_dispatcher as dispatcher
+
+    _env(monkeypatch, NOCTIS_AUGUR_MAX_ATTEMPTS="1")
+    monkeypatch.setattr(dispatcher, "PROBE_EVERY", timedelta(seconds=0.5))
+    studies = await _study(admin, n=3)
+    augur_stub.stop()  # connections refused, as when Augur's host is down
+    states = [await run_study(finder, dream) for finder, dream, _ in studies]
+    assert all("waits in the outbox" in (s.message or "") for s in states)
+
+    loop = asyncio.get_running_loop()
+    lingering = asyncio.create_task(
+        dispatch_once(get_settings(), watch_runs=False, linger=timedelta(seconds=60))
+    )
+    await asyncio.sleep(3)
+    assert not lingering.done()  # still trying: Augur is down
+    augur_stub.start()  # back, on the same address
+    back = loop.time()
+    report = await asyncio.wait_for(lingering, timeout=30)
+    assert loop.time() - back < 5  # a probe or two, not the next pass
+    assert report.delivered == 3 and report.stopped is None
+    assert report.retried >= 2  # the first try and at least one probe met the refusal
+    assert {r["state"] for r in await outbox_rows(admin)} == {"delivered"}
+    assert len({r.header("Idempotency-Key") for r in augur_stub.accepted()}) == 3
+
+
+async def test_a_lingering_pass_ends_when_its_time_is_up(
+    study_env: Settings,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import noctis.flows.outbox_dispatcher as dispatcher
+
+    _env(monkeypatch, NOCTIS_AUGUR_MAX_ATTEMPTS="1")
+    monkeypatch.setattr(dispatcher, "PROBE_EVERY", timedelta(seconds=0.5))
+    [(finder, dream, _)] = await _study(admin)
+    augur_stub.fallback(503)
+    await run_study(finder, dream)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    report = await dispatch_once(get_settings(), watch_runs=False, linger=timedelta(seconds=3))
+    assert 3 <= loop.time() - began < 10
+    assert report.delivered == 0 and report.stopped is not None and "HTTP 503" in report.stopped
+    assert report.retried >= 3  # it kept trying
+    assert {r["state"] for r in await outbox_rows(admin)} == {"pending"}

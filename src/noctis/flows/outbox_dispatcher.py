@@ -13,6 +13,12 @@ run ends Crashed or Cancelled. ``noctis outbox deliver`` runs one pass in the sh
 3. deletes delivered rows older than ``NOCTIS_RETENTION_HOURS``, and this machine's Prefect
    results as old (:mod:`noctis.flows.housekeeping`).
 
+A scheduled pass that finds Augur down does not end there: it tries again every
+:data:`PROBE_EVERY` until Augur takes a notification, for up to :data:`LINGER_SHARE` of the
+period. While Augur is down a pass is nearly always alive, so what waits is delivered a few
+seconds after Augur returns, not at the next pass (which would also pay a flow-run process's
+start-up): well within one period.
+
 The deployment runs one pass at a time (a pass due while another runs is cancelled). Passes
 may still overlap (``noctis outbox deliver``, a second deployment): rows are taken ``FOR UPDATE
 SKIP LOCKED`` and a run's ``failed`` is written once, so they never send one notification twice
@@ -22,6 +28,7 @@ down) does nothing: the next one is due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -102,9 +109,19 @@ def sender() -> str:
     return f"dispatcher {socket.gethostname()}:{os.getpid()}"
 
 
-async def dispatch_once(settings: Settings, *, watch_runs: bool = True) -> DispatchReport:
-    """One dispatcher pass (above); ``watch_runs`` False skips the Prefect API (no server)."""
+PROBE_EVERY = timedelta(seconds=5)
+LINGER_SHARE = 0.8  # of the period: the pass ends before the next one is due
+
+
+async def dispatch_once(
+    settings: Settings, *, watch_runs: bool = True, linger: timedelta | None = None
+) -> DispatchReport:
+    """One dispatcher pass (above); ``watch_runs`` False skips the Prefect API (no server).
+
+    With ``linger``, a pass that Augur stopped tries again every :data:`PROBE_EVERY` until
+    Augur takes what waits or ``linger`` has passed since the pass began."""
     report = DispatchReport()
+    began = asyncio.get_running_loop().time()
     async with open_runtime(settings) as runtime:
         if runtime.augur is None:
             logging.getLogger(__name__).warning(
@@ -129,6 +146,13 @@ async def dispatch_once(settings: Settings, *, watch_runs: bool = True) -> Dispa
         if watch_runs:
             report.announced += await announce()
         await deliver()
+        while report.stopped is not None and linger is not None:
+            left = began + linger.total_seconds() - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(PROBE_EVERY.total_seconds(), left))
+            report.stopped = None  # try again: Augur may be back
+            await deliver()
         if watch_runs and report.stopped is None and (late := await announce()):
             report.announced += late  # a run ended during the pass
             await deliver()
@@ -158,7 +182,8 @@ async def outbox_dispatcher() -> DispatchReport:
     if _late(timedelta(seconds=settings.noctis_outbox_dispatch_seconds)):
         logger.info("Skipped: scheduled long ago (its worker was down), the next pass is due")
         return DispatchReport()
-    report = await dispatch_once(settings, watch_runs=True)
+    period = timedelta(seconds=settings.noctis_outbox_dispatch_seconds)
+    report = await dispatch_once(settings, watch_runs=True, linger=period * LINGER_SHARE)
     logger.info(
         "Outbox: %d delivered, %d dead, %d failed run(s) announced, %d pruned%s",
         report.delivered,
