@@ -374,6 +374,35 @@ async def test_ended_runs_are_announced_once_and_only_without_an_outcome(
     }
 
 
+async def test_a_failure_is_written_under_a_generic_plan_too(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    """A connection's sixth execution of a statement may take a generic plan; the ON CONFLICT
+    of a failure names a partial unique index, which PostgreSQL can infer only when the
+    predicate is a literal (a bind parameter failed every pass of a long-lived dispatcher in
+    the chaos run). Forced generic here, with repeats and a conflict."""
+    (study,) = await _studies(session, session_factory)
+    written = []
+    for i in range(7):
+        async with UnitOfWork(session_factory) as uow:
+            await uow.session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            run = "generic-plan" if i % 2 else f"generic-plan-{i}"
+            message = await uow.outbox.add_failure(
+                Notification(
+                    event=NotificationEvent.FAILED,
+                    dream_pk=study.dream_id,
+                    imagery_finder_pk=study.finder_id,
+                    flow_run_id=run,
+                    error="ended Crashed",
+                )
+            )
+            await uow.commit()
+        assert message is not None and message.notification.flow_run_id == run
+        written.append(message.id)
+    assert len(set(written)) == 5  # 4 runs of their own, and one written once for 3 calls
+    assert Counter(r.flow_run_id for r in await _rows(session))["generic-plan"] == 1
+
+
 async def test_two_dispatchers_and_the_senders_of_each_row_never_send_one_row_twice(
     session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
 ) -> None:

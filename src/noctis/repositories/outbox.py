@@ -132,7 +132,11 @@ class OutboxRepository:
             .from_select(list(values), select(*values.values()).where(~committed))
             .on_conflict_do_nothing(
                 index_elements=[Row.flow_run_id, Row.event],
-                index_where=Row.event != NotificationEvent.UPDATED.value,
+                # The partial index's predicate as a literal, never a bind parameter: PostgreSQL
+                # infers the arbiter index while planning, and a generic plan (a connection's
+                # sixth execution, or plan_cache_mode) cannot prove `event <> $1` implies it
+                # ("no unique or exclusion constraint matching"; found by the chaos run).
+                index_where=Row.event != literal_column(f"'{NotificationEvent.UPDATED.value}'"),
             )
             .returning(*_MESSAGE)
         )
