@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.engine import URL
-
 from benchmarks.coverage import CASES, FAMILIES, RESULTS, report, run
+from sqlalchemy.engine import URL
 
 
 def test_every_variant_gives_the_same_coverage(postgis_url: URL) -> None:
