@@ -724,7 +724,7 @@ PGSTAC_ROLES: Final = ("pgstac_admin", "pgstac_ingest", "pgstac_read")
 there before the run."""
 
 
-async def _existing_roles(admin_url: URL) -> set[str]:
+async def existing_roles(admin_url: URL) -> set[str]:
     conn = await asyncpg.connect(libpq_dsn(admin_url))
     try:
         rows = await conn.fetch(
@@ -756,7 +756,7 @@ async def databases(
     the roles ``pypgstac migrate`` created there."""
     with server(server_url, durable=True) as where:
         log(f"server: {where.origin}")
-        roles_before = await _existing_roles(where.admin_url)
+        roles_before = await existing_roles(where.admin_url)
         build, noctis_url = await build_archive(where.admin_url, size, log=log)
         log(f"{size_label(size)} items in Noctis' schema: load {build.load_s:.1f} s")
         try:
@@ -767,7 +767,7 @@ async def databases(
                 await drop_database(where.admin_url, load.database)
         finally:
             await drop_database(where.admin_url, build.database)
-            created = await _existing_roles(where.admin_url) - roles_before
+            created = await existing_roles(where.admin_url) - roles_before
             await _drop_roles(where.admin_url, created, log)
 
 

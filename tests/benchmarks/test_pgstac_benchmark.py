@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-import asyncpg
 from benchmarks.pgstac import (
     APPROACHES,
     MATCH,
     NOHYDRATE,
     PGSTAC,
-    PGSTAC_ROLES,
     QUERIES,
     RESULTS,
+    existing_roles,
     from_json,
     report,
     run,
@@ -28,31 +27,18 @@ from benchmarks.pgstac import (
 )
 from sqlalchemy.engine import URL
 
-from noctis.db import libpq_dsn
-
 SIZE = 100_000
 LOOSE: float = 2.0
 """pgstac's default search over all cases takes at least this many times Noctis' match (at
 100k the full run measured 19x on 2 shared cores; nohydrate 4.7x, held to more than 1x)."""
 
 
-async def _roles(url: URL) -> set[str]:
-    conn = await asyncpg.connect(libpq_dsn(url))
-    try:
-        rows = await conn.fetch(
-            "SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", list(PGSTAC_ROLES)
-        )
-    finally:
-        await conn.close()
-    return {r[0] for r in rows}
-
-
 def test_pgstac_returns_noctis_ids_on_every_case(postgis_url: URL) -> None:
     before = RESULTS.stat().st_mtime_ns
     url = postgis_url.render_as_string(hide_password=False)
-    roles = asyncio.run(_roles(postgis_url))
+    roles = asyncio.run(existing_roles(postgis_url))
     result = asyncio.run(run(SIZE, runs=1, server_url=url, log=lambda _: None))
-    assert asyncio.run(_roles(postgis_url)) == roles  # the roles pypgstac created are gone
+    assert asyncio.run(existing_roles(postgis_url)) == roles  # the roles pypgstac created are gone
 
     assert result.load.items == SIZE
     assert result.load.version.startswith("0.10")
