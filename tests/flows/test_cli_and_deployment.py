@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.states import Scheduled
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from noctis.cli import app
 from noctis.db import libpq_dsn
-from noctis.deployment import FULL_NAME, register
+from noctis.deployment import DISPATCH_QUEUE, DISPATCHER_FULL_NAME, FULL_NAME, register
 from noctis.settings import Settings, get_settings
 from tests.conftest import _admin, _head_revision
 from tests.support.studies import admin_dsn
@@ -80,6 +82,42 @@ async def test_deploy_registers_once_on_a_process_pool_with_an_enforced_schema()
     schema = deployment.parameter_openapi_schema
     assert schema is not None
     assert schema["properties"]["dream_pk"]["exclusiveMinimum"] == 0
+
+
+async def test_a_worker_takes_dispatcher_passes_before_studies_scheduled_earlier() -> None:
+    """A burst of studies must not hold back delivery and crash notices: the dispatcher's runs
+    sit on a queue of higher priority, and the worker's own query (the one asked here) takes
+    them first, although every study was due earlier."""
+    pool = f"noctis-pool-{uuid.uuid4().hex[:6]}"
+    await register(work_pool=pool)
+    await register(work_pool=pool)  # a second registration keeps the queue's priority
+    now = datetime.now(UTC)
+    async with get_client() as client:
+        study = await client.read_deployment_by_name(FULL_NAME)
+        dispatcher = await client.read_deployment_by_name(DISPATCHER_FULL_NAME)
+        studies = {
+            (
+                await client.create_flow_run_from_deployment(
+                    study.id,
+                    parameters={"imagery_finder_pk": 1, "dream_pk": 1},
+                    state=Scheduled(scheduled_time=now - timedelta(minutes=10 - i)),
+                )
+            ).id
+            for i in range(3)
+        }
+        notice = await client.create_flow_run_from_deployment(
+            dispatcher.id, state=Scheduled(scheduled_time=now - timedelta(seconds=5))
+        )
+        queue = await client.read_work_queue_by_name(DISPATCH_QUEUE, work_pool_name=pool)
+        taken = await client.get_scheduled_flow_runs_for_work_pool(pool, scheduled_before=now)
+    assert dispatcher.work_queue_name == DISPATCH_QUEUE and queue.priority == 1
+    order = [run.flow_run.id for run in taken]
+    assert studies <= set(order) and notice.id in order
+    first_study = min(order.index(run) for run in studies)
+    assert all(run.flow_run.deployment_id == dispatcher.id for run in taken[:first_study]), (
+        "a study was taken before a dispatcher pass"
+    )
+    assert order.index(notice.id) < first_study
 
 
 def test_db_upgrade_migrates_the_configured_database(
