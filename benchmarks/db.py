@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -156,8 +157,10 @@ async def build_archive(
     *,
     log: Callable[[str], None],
     seed: int = ArchiveSpec(size=0).seed,
+    spec: ArchiveSpec | None = None,
 ) -> tuple[Build, URL]:
-    """A migrated database holding the synthetic archive of ``size`` items.
+    """A migrated database holding the synthetic archive of ``size`` items (``spec``, when
+    given, says what else to generate: its size is ``size``).
 
     Phases (each timed): migrate; drop the GiST index; COPY the archive; CREATE
     the index again (its definition read from the catalog before the drop, so
@@ -178,7 +181,11 @@ async def build_archive(
         build.index_def = str(index_def)
         await conn.execute(f"DROP INDEX {GIST_INDEX}")
 
-        spec = ArchiveSpec(size=size, seed=seed)
+        spec = (
+            ArchiveSpec(size=size, seed=seed)
+            if spec is None
+            else dataclasses.replace(spec, size=size)
+        )
         marks = {"next": 0.0}
 
         def progress(done: int, total: int) -> None:
