@@ -62,7 +62,7 @@ def report(r: Run, *, command: str | None = None) -> str:
     lines = [
         begin,
         f"## pgstac side by side, {label} items, on {os.cpu_count()} shared cores "
-        "(`benchmarks/pgstac.py`)",
+        "(`benchmarks/pgstac/`)",
         "",
         f"`{command}`, {r.day or time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores shared "
         f"with other jobs (load average {r.load_average[0]:.1f} at the start, "

@@ -1,4 +1,4 @@
-"""benchmarks/pgstac.py in its quick mode, as a test: at 100k items, pgstac's search returns
+"""benchmarks/pgstac/ in its quick mode, as a test: at 100k items, pgstac's search returns
 exactly Noctis' ids on every case, in both modes, Noctis' match is faster than both by a loose
 margin, and the report is produced.
 
