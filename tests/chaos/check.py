@@ -18,6 +18,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -47,6 +48,7 @@ class Verdict:
     requests: int = 0
     resent: int = 0  # requests under a key Augur had already taken (answered 409)
     latencies: list[float] = field(default_factory=list)  # committed -> taken, seconds
+    notices: list[float] = field(default_factory=list)  # Crashed/Cancelled -> failed written
 
     def latency(self) -> str:
         return describe(self.latencies)
@@ -148,4 +150,8 @@ def verdict(stack: Stack, studies: list[Study], runs: dict[str, dict[str, Any]])
                 bad.append(f"{name}: did not commit; Augur took failed keys "
                            f"{sorted(failed_keys)}, expected {expected_key}")  # fmt: skip
             v.failed_announced += len(failed_keys)
+            failed_row = outcome.get(FAILED)
+            if state in {"CRASHED", "CANCELLED"} and failed_row is not None:
+                ended = datetime.fromisoformat(run["state"]["timestamp"]).timestamp()
+                v.notices.append(failed_row["created"] - ended)
     return v

@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from noctis.devtools.reference import reference_match_sql
-from tests.chaos.check import FINAL, Study, Verdict, verdict
+from tests.chaos.check import FINAL, Study, Verdict, describe, verdict
 from tests.chaos.faults import Driver, Pace
 from tests.chaos.stack import Stack, chaos_stack
 
@@ -238,6 +238,8 @@ def report(outcome: Outcome) -> str:
         f"Augur fault seconds: {outcome.augur_seconds}",
         f"Augur requests: {v.requests}, of which resent under a key already taken: {v.resent}",
         f"delivery latency (committed -> taken by Augur): {v.latency()}",
+        f"crash notices (run ended Crashed or Cancelled -> its failed in the outbox): "
+        f"{describe(v.notices)} over {len(v.notices)} runs (the issue's bound: 120 s)",
         f"outage: {c.outage_seconds:.0f} s, {outcome.outage_pending} pending at the return, the "
         f"last taken {outcome.outage_delay if outcome.outage_delay is not None else 'n/a'} s "
         f"after (dispatcher period {c.dispatch_seconds} s)",
