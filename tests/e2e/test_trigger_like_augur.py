@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from noctis.augur import failed_key
 from noctis.db import libpq_dsn
 from noctis.deployment import (
     ATLAS_WRITES_LIMIT,
@@ -55,6 +56,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 RUN_TIMEOUT = 240.0  # a flow-run process starts in seconds when idle, minutes at load 35
 LINK_LIMIT = int(Settings.model_fields["noctis_link_concurrency_limit"].default)  # 8
 LATENCY_BOUND = 30.0  # loose: the measured latency is printed; ~3 s is the target
+CRASH_NOTICE_BOUND = 120.0  # issue 12: a Crashed or Cancelled run announced within 2 minutes
 
 
 # ------------------------------------------------------------------ Atlas ----
@@ -540,3 +542,44 @@ def test_a_run_that_goes_running_and_never_heartbeats_is_marked_crashed(
         assert crashed["state"]["message"] == SILENT_CRASH_MESSAGE.format(seconds=window)
     finally:
         _register(prefect_server)
+
+
+def test_a_crashed_run_is_announced_failed_within_two_minutes(
+    prefect_server: PrefectServer,
+    deployed: subprocess.CompletedProcess[str],
+    start_worker: StartWorker,
+    atlas_settings: Settings,
+    augur_stub: AugurStub,
+) -> None:
+    """The whole path of a crash notice, as it runs in production: the run ends Crashed, the
+    server emits the event, the crash automation runs the dispatcher's deployment, the worker
+    starts that pass (its queue ahead of the studies') and the pass announces the run to Augur
+    as ``failed``, under the run's key. Within the issue's 2 minutes of the run's end."""
+    finder, dream, _ = _seed(atlas_settings)
+    start_worker()
+    with prefect_server.client() as api:
+        # A run of the deployment the worker must not start: due in an hour. It then "dies"
+        # (what the zombie, stuck and silent automations, or a worker's crash report, set).
+        later = (datetime.now().astimezone() + timedelta(hours=1)).isoformat()
+        created = api.post(
+            f"/deployments/{_deployment_id(api)}/create_flow_run",
+            json={
+                "parameters": {"imagery_finder_pk": finder, "dream_pk": dream},
+                "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": later}},
+            },
+        )
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        answer = api.post(
+            f"/flow_runs/{run_id}/set_state",
+            json={"state": {"type": "CRASHED", "message": "exit code -9"}, "force": True},
+        )
+        assert answer.status_code in (200, 201), answer.text
+        ended = time.monotonic()
+        [notice] = _wait_for_notifications(augur_stub, 1, timeout=CRASH_NOTICE_BOUND, of_run=run_id)
+    took = notice.time - ended
+    print(f"\nthe crashed run announced failed {took:.1f} s after it ended")
+    assert notice.json["event"] == "imagery-finder-study.failed"
+    assert notice.header("Idempotency-Key") == failed_key(finder, dream, run_id)
+    assert notice.json["error"].endswith(" ended Crashed: exit code -9")
+    assert took <= CRASH_NOTICE_BOUND
