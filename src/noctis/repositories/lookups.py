@@ -104,18 +104,20 @@ class LookupRepository:
         if criteria.area_m2 is None or criteria.area_m2 <= 0:
             return None
         # Each distinct footprint once (a revisit of a fixed tile repeats its footprint, and a
-        # union does not change when a member repeats), told apart by its EWKB (a hash of
-        # bytes); then union them and clip once: union(f) ∩ A = union(f ∩ A), one overlay
-        # instead of one per match. benchmarks/coverage.py measures both steps.
+        # union does not change when a member repeats), told apart by PostGIS' own geometry
+        # equality (exact: the same bytes, not the same bounding box); then union them and
+        # clip once: union(f) ∩ A = union(f ∩ A), one overlay instead of one per match.
+        # benchmarks/coverage.py measures both steps (DISTINCT on the geometry: 0.70x to 0.94x
+        # of every footprint at 1M; on its EWKB 0.76x to 1.02x).
         distinct = (
-            select(func.ST_AsEWKB(ArchiveItem.footprint).label("ewkb"))
+            select(ArchiveItem.footprint.label("footprint"))
             .select_from(ArchiveLookupItem)
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
             .where(*self._study(criteria.finder_id, dream_id))
             .distinct()
             .subquery("footprints")
         )
-        footprint = func.ST_GeomFromEWKB(distinct.c.ewkb)
+        footprint = distinct.c.footprint
         covered = func.ST_Intersection(
             func.ST_Union(clean_footprint(footprint)), aoi_param(criteria)
         )
