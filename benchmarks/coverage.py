@@ -112,12 +112,12 @@ FAMILIES: Final = (
             "every footprint": "SELECT "
             + UNION_AREA.format(g=CLEAN.format(g="a.footprint"))
             + f", count(*) {MATCHES}",
-            "distinct by EWKB (Noctis)": "SELECT "
+            "distinct by EWKB": "SELECT "
             + UNION_AREA.format(g=CLEAN.format(g="ST_GeomFromEWKB(d.w)"))
             + ", sum(d.n) FROM (SELECT ST_AsEWKB(a.footprint) AS w, count(*) AS n "
             + MATCHES
             + " GROUP BY 1) d",
-            "DISTINCT geometry": "SELECT "
+            "DISTINCT geometry (Noctis)": "SELECT "
             + UNION_AREA.format(g=CLEAN.format(g="d.g"))
             + ", sum(d.n) FROM (SELECT a.footprint AS g, count(*) AS n "
             + MATCHES
