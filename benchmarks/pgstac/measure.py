@@ -23,7 +23,9 @@ from benchmarks.pgstac.outcomes import Run
 from benchmarks.pgstac.queries import (
     EXPLAINED,
     QUERIES,
+    SEARCHES,
     Query,
+    searches_run,
 )
 from benchmarks.pgstac.side import Side
 from noctis.db import libpq_dsn
@@ -74,11 +76,14 @@ async def run(
     runs: int = 5,
     server_url: str | None = None,
     queries: tuple[Query, ...] = QUERIES,
+    searches: tuple[str, ...] = tuple(SEARCHES),
     log: Callable[[str], None] = print,
 ) -> Run:
+    """``searches``: the pgstac modes run (see :class:`Side`), e.g. ``SEARCH_SETS[name]``."""
+    searches = searches_run(searches)  # before the (long) build, not after it
     start_load = os.getloadavg()[0]
     async with databases(size, server_url, log) as (build, noctis_url, load, pgstac_url):
-        side = Side(noctis_url, pgstac_url, runs=runs, size=size)
+        side = Side(noctis_url, pgstac_url, runs=runs, size=size, searches=searches)
         await side.open()
         # measure_interleaved collects the garbage before every run; with prefect and
         # SQLAlchemy loaded a full collection takes ~0.2 s on this machine. Frozen, the objects
@@ -106,4 +111,5 @@ async def run(
         boundary_items=midnight,
         load_average=(start_load, os.getloadavg()[0]),
         day=time.strftime("%Y-%m-%d"),
+        searches=side.searches,
     )

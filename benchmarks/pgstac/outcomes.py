@@ -10,6 +10,7 @@ from benchmarks.db import (
     Build,
 )
 from benchmarks.pgstac.load import PgstacLoad
+from benchmarks.pgstac.queries import NOHYDRATE, PGSTAC
 
 
 @dataclass
@@ -51,6 +52,9 @@ class Explained:
     nested: list[tuple[float, str]] = field(default_factory=list)
     """(ms, first lines of the plan) of the nested statements over NESTED_MIN_MS."""
     default_limit_returned: int = 0
+    mode: str = PGSTAC
+    """The pgstac mode taken apart: the default one, or nohydrate (with ``pgstac.readonly`` on,
+    as it is timed) when the default mode was not run."""
 
 
 @dataclass
@@ -70,3 +74,6 @@ class Run:
     load_average: tuple[float, float] = (0.0, 0.0)
     day: str = ""
     """The day it ran (YYYY-MM-DD)."""
+    searches: tuple[str, ...] = (PGSTAC, NOHYDRATE)
+    """The pgstac modes timed, compared and taken apart (``--searches``; JSON written before
+    the option: both)."""

@@ -21,6 +21,26 @@ NOHYDRATE: Final = "pgstac nohydrate"
 APPROACHES: Final = (MATCH, LINK, PGSTAC, NOHYDRATE)
 SEARCHES: Final = {PGSTAC: False, NOHYDRATE: True}
 """The pgstac modes, and whether each sets ``conf.nohydrate``."""
+SEARCH_SETS: Final = {"all": (PGSTAC, NOHYDRATE), "nohydrate": (NOHYDRATE,)}
+"""``--searches``: the pgstac modes a run times, compares and takes apart. ``nohydrate`` skips
+the default mode, which builds every matched item's JSON hydrated (about an hour at 5M)."""
+
+
+def searches_run(searches: tuple[str, ...]) -> tuple[str, ...]:
+    """``searches`` in :data:`SEARCHES`' order; a ValueError unless they are some of its modes,
+    nohydrate among them (the targets are against it)."""
+    if NOHYDRATE not in searches or not set(searches) <= SEARCHES.keys():
+        raise ValueError(f"searches {searches!r}: some of {tuple(SEARCHES)}, nohydrate among them")
+    return tuple(mode for mode in SEARCHES if mode in searches)
+
+
+def search_set(modes: tuple[str, ...]) -> str:
+    """The ``--searches`` value that runs ``modes``."""
+    for name, these in SEARCH_SETS.items():
+        if tuple(modes) == these:
+            return name
+    raise ValueError(f"no --searches runs {modes!r}")
+
 
 CLOUD_CASE: Final = Case("region", "1 year")
 CLOUD_MAX: Final = 20.0

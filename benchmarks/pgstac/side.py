@@ -16,8 +16,8 @@ from benchmarks.cases import PLACE
 from benchmarks.matching import Bench, Caps, Study
 from benchmarks.pgstac.outcomes import Explained, Outcome
 from benchmarks.pgstac.queries import (
-    APPROACHES,
     DATETIME_FORMS,
+    LINK,
     MATCH,
     NESTED_MIN_MS,
     NOHYDRATE,
@@ -28,6 +28,7 @@ from benchmarks.pgstac.queries import (
     SEARCHES,
     Query,
     _stamp,
+    searches_run,
     stac_search,
 )
 from benchmarks.stats import measure_interleaved
@@ -40,13 +41,27 @@ from noctis.unit_of_work import UnitOfWork
 
 
 class Side:
-    """Noctis' and pgstac's connections, and the approaches ready to be timed."""
+    """Noctis' and pgstac's connections, and the approaches ready to be timed.
 
-    def __init__(self, noctis_url: URL, pgstac_url: URL, *, runs: int, size: int) -> None:
+    ``searches``: the pgstac modes run (of :data:`SEARCHES`, in its order; nohydrate among
+    them). Without the default mode nothing runs it: not the id comparison, the timing, the
+    server times, the probes; :meth:`explain` takes nohydrate apart instead."""
+
+    def __init__(
+        self,
+        noctis_url: URL,
+        pgstac_url: URL,
+        *,
+        runs: int,
+        size: int,
+        searches: tuple[str, ...] = tuple(SEARCHES),
+    ) -> None:
         self.bench = Bench(noctis_url, runs=runs, warmups=1, caps=Caps())
         self.pgstac_url = pgstac_url
         self.runs = runs
         self.limit = max(size, 1)
+        self.searches = searches_run(searches)
+        self.approaches = (MATCH, LINK, *self.searches)
         self.captured: list[tuple[str, tuple[Any, ...]]] = []
 
     async def open(self) -> None:
@@ -156,12 +171,12 @@ class Side:
             raise RuntimeError(f"{query.key}: Noctis returned duplicate ids")
 
         bodies = {
-            mode: json.dumps(stac_search(query, limit=self.limit, nohydrate=nohydrate))
-            for mode, nohydrate in SEARCHES.items()
+            mode: json.dumps(stac_search(query, limit=self.limit, nohydrate=SEARCHES[mode]))
+            for mode in self.searches
         }
-        for mode, nohydrate in SEARCHES.items():
+        for mode in self.searches:
             ids, _ = await self.search_ids(
-                stac_search(query, limit=self.limit, nohydrate=nohydrate)
+                stac_search(query, limit=self.limit, nohydrate=SEARCHES[mode])
             )
             got = set(ids)
             outcome.found[mode] = len(ids)
@@ -191,21 +206,20 @@ class Side:
         entries: list[tuple[Callable[[], Any], Callable[[], Any] | None]] = [
             (match, None),
             (link, self.bench.truncate),
-            (searcher(PGSTAC), None),
-            (searcher(NOHYDRATE), None),
+            *((searcher(mode), None) for mode in self.searches),
         ]
         results = await measure_interleaved(entries, runs=self.runs, warmups=1)
-        for name, timed in zip(APPROACHES, results, strict=True):
+        for name, timed in zip(self.approaches, results, strict=True):
             outcome.wall[name] = [s for s, _ in timed]
         outcome.link_rows = int(results[1][-1][1])
         await self.bench.truncate()
 
         # The server's own time: the same statements under EXPLAIN (ANALYZE, TIMING OFF).
         raw = self.bench.raw  # force_custom_plan and JIT off, as the repository sets them
-        server: dict[str, list[float]] = {MATCH: [], PGSTAC: [], NOHYDRATE: []}
+        server: dict[str, list[float]] = {MATCH: [], **{mode: [] for mode in self.searches}}
         for _ in range(self.runs):
             server[MATCH].append(await self.explain_ms(raw, statement, *params))
-            for mode in SEARCHES:
+            for mode in self.searches:
                 server[mode].append(
                     await self.explain_ms(
                         self.conns[mode], "SELECT search($1::jsonb)", bodies[mode]
@@ -214,15 +228,17 @@ class Side:
         outcome.server = server
         log(
             f"  {query.key}: {outcome.rows:,} rows; "
-            + ", ".join(f"{a} {outcome.median(a) * 1000:.1f} ms" for a in APPROACHES)
+            + ", ".join(f"{a} {outcome.median(a) * 1000:.1f} ms" for a in self.approaches)
             + "; ids equal: "
-            + ", ".join(f"{m} {outcome.equal[m]}" for m in SEARCHES)
+            + ", ".join(f"{m} {outcome.equal[m]}" for m in self.searches)
         )
         return outcome
 
     async def probe_window_end(self) -> dict[str, list[str]]:
         """Scenes at the window's edges, put in both stores (after the timing): which of them
-        Noctis' rule and each spelling of pgstac's window match."""
+        Noctis' rule and each spelling of pgstac's window match (in the default mode, or
+        nohydrate when it is not run: the same WHERE)."""
+        nohydrate = PGSTAC not in self.searches
         q = PROBED
         moments = {
             "first instant": q.start,
@@ -255,26 +271,36 @@ class Side:
         study = await self.study(q)
         matched = {"Noctis": sorted(set(await self.noctis_ids(study)) & probes.keys())}
         for form in ("aligned", *DATETIME_FORMS):
-            ids, _ = await self.search_ids(stac_search(q, limit=self.limit + 10, form=form))
+            ids, _ = await self.search_ids(
+                stac_search(q, limit=self.limit + 10, nohydrate=nohydrate, form=form)
+            )
             matched[f"pgstac, {form}"] = sorted(set(ids) & probes.keys())
         return {k: [p.removeprefix("probe ") for p in v] for k, v in matched.items()}
 
     async def explain(self, query: Query) -> Explained:
-        """One search taken apart: its plan, its phases, the plans of what it runs."""
-        body = stac_search(query, limit=self.limit)
+        """One search taken apart: its plan, its phases, the plans of what it runs.
+
+        The default mode's, on the default connection; without the default mode, nohydrate's,
+        on the connection it is timed on (``pgstac.readonly`` on: search_query records nothing).
+        """
+        mode = PGSTAC if PGSTAC in self.searches else NOHYDRATE
+        pg = self.conns[mode]
+        nohydrate = SEARCHES[mode]
+        body = stac_search(query, limit=self.limit, nohydrate=nohydrate)
         text = json.dumps(body)
-        out = Explained(key=query.key, search=body)
-        rows = await self.pg.fetch("EXPLAIN (ANALYZE, BUFFERS) SELECT search($1::jsonb)", text)
+        out = Explained(key=query.key, search=body, mode=mode)
+        rows = await pg.fetch("EXPLAIN (ANALYZE, BUFFERS) SELECT search($1::jsonb)", text)
         out.plan = "\n".join(str(r[0]) for r in rows)
 
         # The phases, each timed on the server (median of the runs): search_query (parse the
         # body into a WHERE and an ORDER BY, record the search), search_rows (chunker, then one
         # query per chunk), and the whole call (the rows, then format_item on each).
-        where, orderby = await self.pg.fetchrow(
+        where, orderby = await pg.fetchrow(
             "SELECT _where, orderby FROM search_query($1::jsonb)", text
         )
+        parse = "search_query (parse)" if nohydrate else "search_query (parse, record)"
         phases: dict[str, tuple[str, tuple[Any, ...]]] = {
-            "search_query (parse, record)": ("SELECT search_query($1::jsonb)", (text,)),
+            parse: ("SELECT search_query($1::jsonb)", (text,)),
             "search_rows (the rows)": (
                 "SELECT count(*) FROM search_rows($1, $2, NULL, $3)",
                 (where, orderby, self.limit + 1),
@@ -282,23 +308,23 @@ class Side:
             "search (the whole call)": ("SELECT search($1::jsonb)", (text,)),
         }
         for name, (statement, args) in phases.items():
-            times = [await self.explain_ms(self.pg, statement, *args) for _ in range(self.runs)]
+            times = [await self.explain_ms(pg, statement, *args) for _ in range(self.runs)]
             out.phases[name] = statistics.median(times)
         out.rows = int(
-            await self.pg.fetchval(
+            await pg.fetchval(
                 phases["search_rows (the rows)"][0], *phases["search_rows (the rows)"][1]
             )
         )
 
         # What the write to pgstac.searches costs (readonly = false): the wall time of the
         # search, taking turns with the same search under pgstac.readonly = on; on this case and
-        # on a small one, where the write is a larger share.
+        # on a small one, where the write is a larger share. In the mode taken apart.
         for q in (query, READONLY_SMALL):
             out.readonly_wall[q.key] = await self.readonly_wall(
-                json.dumps(stac_search(q, limit=self.limit))
+                json.dumps(stac_search(q, limit=self.limit, nohydrate=nohydrate))
             )
 
-        plain = await self.pg.fetch(
+        plain = await pg.fetch(
             f"EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM items WHERE {where} ORDER BY {orderby}"
         )
         out.rows_plan = "\n".join(str(r[0]) for r in plain)
@@ -309,9 +335,9 @@ class Side:
         def listener(_: Any, message: Any) -> None:
             messages.append(str(getattr(message, "message", message)))
 
-        self.pg.add_log_listener(listener)
+        pg.add_log_listener(listener)
         try:
-            await self.pg.execute("LOAD 'auto_explain'")
+            await pg.execute("LOAD 'auto_explain'")
             for setting, value in (
                 ("auto_explain.log_min_duration", f"{NESTED_MIN_MS}ms"),
                 ("auto_explain.log_analyze", "on"),
@@ -320,19 +346,21 @@ class Side:
                 ("auto_explain.log_nested_statements", "on"),
                 ("client_min_messages", "log"),
             ):
-                await self.pg.execute(f"SET {setting} = '{value}'")
-            await self.pg.fetchval("SELECT search($1::jsonb)::text", text)
+                await pg.execute(f"SET {setting} = '{value}'")
+            await pg.fetchval("SELECT search($1::jsonb)::text", text)
         finally:
-            await self.pg.execute("RESET client_min_messages")
-            await self.pg.execute("SET auto_explain.log_min_duration = -1")
-            self.pg.remove_log_listener(listener)
+            await pg.execute("RESET client_min_messages")
+            await pg.execute("SET auto_explain.log_min_duration = -1")
+            pg.remove_log_listener(listener)
         for message in messages:
             ms = _duration_ms(message)
             if ms is not None:
                 out.nested.append((ms, message))
 
         unlimited = {k: v for k, v in body.items() if k != "limit"}
-        result = json.loads(await self.search(json.dumps(unlimited)))
+        result = json.loads(
+            str(await pg.fetchval("SELECT search($1::jsonb)::text", json.dumps(unlimited)))
+        )
         out.default_limit_returned = int(result.get("numberReturned", 0))
         return out
 
