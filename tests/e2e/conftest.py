@@ -133,6 +133,15 @@ class Child:
                     return {key.decode(): value.decode(errors="replace") for key, value in pairs}
         raise AssertionError(f"{self.name} runs no flow-run process")
 
+    def forked_runs(self) -> list[Proc]:
+        """The flow-run processes the Noctis worker forked (``/proc/PID/comm``)."""
+        found: list[Proc] = []
+        for proc in _descendants(self.process.pid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{proc[0]}/comm").read_text().strip() == "noctis-flowrun":
+                    found.append(proc)
+        return found
+
     def kill(self) -> None:
         """SIGKILL the whole tree at once, as a lost host or the OOM killer would."""
         tree = self.tree()
@@ -283,7 +292,7 @@ def deployed(
 
 
 class StartWorker(Protocol):  # the ``start_worker`` fixture
-    def __call__(self, *, wait: bool = True) -> Child: ...
+    def __call__(self, *, wait: bool = True, worker_type: str = "process") -> Child: ...
 
 
 def worker_env(server: PrefectServer, atlas: Settings, augur: AugurStub) -> dict[str, str]:
@@ -309,12 +318,13 @@ def start_worker(
     augur_stub: AugurStub,
     tmp_path: Path,
 ) -> Iterator[StartWorker]:
-    """Starts ``prefect worker start --pool noctis-pool --type process``; stopped after the test."""
+    """Starts ``prefect worker start --pool noctis-pool --type process`` (or ``--type noctis``,
+    :mod:`noctis.worker`); stopped after the test."""
     started: list[Child] = []
 
-    def start(*, wait: bool = True) -> Child:
+    def start(*, wait: bool = True, worker_type: str = "process") -> Child:
         argv = [
-            *(str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"),
+            *(str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", worker_type),
             *("--name", f"e2e-worker-{len(started)}", "--limit", "4"),
         ]
         env = worker_env(prefect_server, atlas_settings, augur_stub)
