@@ -39,6 +39,8 @@ import multiprocessing.context
 import multiprocessing.forkserver
 import os
 import tempfile
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -218,7 +220,18 @@ class NoctisWorker(ProcessWorker):
         await super().setup()
         self._forkserver = forkserver_context()
         self._logger.info("Preloading the forkserver: %s", ", ".join(PRELOAD))
-        await anyio.to_thread.run_sync(warm_forkserver, self._forkserver)
+        # In the background: the worker polls meanwhile, and a run that comes before the
+        # forkserver is ready waits for it in its own start.
+        threading.Thread(target=self._warm, name="noctis-forkserver", daemon=True).start()
+
+    def _warm(self) -> None:
+        started = time.monotonic()
+        try:
+            warm_forkserver(self._forkserver)
+        except Exception:  # each run's start tries again, and reports its own failure
+            self._logger.exception("The forkserver did not start")
+        else:
+            self._logger.info("Forkserver ready in %.1f s", time.monotonic() - started)
 
     async def run(
         self,

@@ -28,6 +28,7 @@ from tests.e2e.test_trigger_like_augur import (
     _lookups,
     _seed,
     _timeline,
+    _wait_for_heartbeat,
     _wait_for_notifications,
     _wait_for_state,
 )
@@ -139,6 +140,9 @@ def test_a_killed_forked_run_is_crashed_by_the_worker_which_runs_the_next(
     with prefect_server.client() as api:
         run_id = _trigger(api, finder, dream, "noctis-worker-killed")
         _wait_for_notifications(augur_stub, 1, of_run=run_id)  # mid-run: rows committed
+        # A fork heartbeats as a fresh interpreter does (the zombie automation needs it when a
+        # whole worker dies): the deployment's interval reached Prefect's rebuilt settings.
+        _wait_for_heartbeat(api, run_id)
         pid, _ = _forked_run(worker, run_id)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
