@@ -7,7 +7,8 @@
     uv run python -m benchmarks.trigger --write               # its section of RESULTS.md
 
 The stack the e2e tests build (tests/e2e/conftest.py), once: ``prefect server start`` on a free
-port with SQLite, ``noctis deploy``, a migrated Atlas database on a PostGIS found as the tests
+port on PostgreSQL, as compose runs it (``--prefect-db sqlite``: as the e2e tests), ``noctis
+deploy``, a migrated Atlas database on a PostGIS found as the tests
 find theirs (``NOCTIS_TEST_DATABASE_URL``, local binaries, Docker: tests/support/postgis.py; no
 PostGIS is an error, never a skip) or on ``--server-url``, and the loopback Augur stub. The
 dispatcher's and the standing matcher's schedules are paused (``--keep-schedules`` leaves
@@ -125,6 +126,7 @@ class Result:
     source: str = ""
     postgis: str = ""
     schedules_paused: bool = True
+    prefect_db: str = "postgresql"
     load_start: list[float] = field(default_factory=list)
     load_end: list[float] = field(default_factory=list)
     worker_registered_s: dict[str, list[float]] = field(default_factory=dict)
@@ -192,8 +194,9 @@ def _log(message: str) -> None:
 
 
 @contextlib.contextmanager
-def atlas(server_url: str | None) -> Iterator[tuple[Settings, str]]:
-    """A migrated Atlas database on the given server or the tests' PostGIS (dropped after)."""
+def atlas(server_url: str | None) -> Iterator[tuple[Settings, str, URL]]:
+    """A migrated Atlas database on the given server or the tests' PostGIS (dropped after);
+    also the server's admin URL."""
     where: contextlib.AbstractContextManager[tuple[URL, str]]
     if server_url:
         given = make_url(server_url).set(drivername="postgresql+asyncpg")
@@ -207,20 +210,41 @@ def atlas(server_url: str | None) -> Iterator[tuple[Settings, str]]:
         try:
             settings = settings_for(admin.set(database=name))
             migrate.upgrade(settings)
-            yield settings, origin
+            yield settings, origin, admin
         finally:
             with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[PrefectServer]:
-    """The ``prefect_server`` fixture's body (tests/e2e/conftest.py), ``home`` given."""
+def prefect_database(admin: URL | None, home: Path) -> Iterator[str]:
+    """Prefect's database: PostgreSQL on the benchmark's server, as compose runs it, or SQLite
+    (``admin`` None), as the e2e tests do. Prefect on SQLite answers 503 while another write
+    holds the file, and its client then waits about 2 s before it retries: seconds that a run
+    on PostgreSQL does not pay."""
+    if admin is None:
+        yield f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+        return
+    name = f"prefect_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = admin.set(drivername="postgresql+asyncpg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, database_url: str) -> Iterator[PrefectServer]:
+    """The ``prefect_server`` fixture's body (tests/e2e/conftest.py), ``home`` and Prefect's
+    database given."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = clean_env(
         PREFECT_HOME=str(home),
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_SERVER_LOGGING_LEVEL="WARNING",
@@ -366,6 +390,7 @@ def run(
     *,
     command: str,
     keep_schedules: bool = False,
+    prefect_db: str = "postgresql",
     log: Callable[[str], None] = _log,
 ) -> Result:
     result = Result(
@@ -375,6 +400,7 @@ def run(
         started_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         source=source_state(),
         schedules_paused=not keep_schedules,
+        prefect_db=prefect_db,
         load_start=list(os.getloadavg()),
         worker_registered_s={worker: [] for worker in WORKER_TYPES},
         worker_ready_s={worker: [] for worker in WORKER_TYPES},
@@ -382,9 +408,12 @@ def run(
     session = uuid.uuid4().hex[:8]
     with contextlib.ExitStack() as stack_:
         workdir = Path(stack_.enter_context(tempfile.TemporaryDirectory(prefix="noctis-trigger-")))
-        settings, result.postgis = stack_.enter_context(atlas(server_url))
-        log(f"Atlas on {result.postgis}; starting the Prefect server")
-        server = stack_.enter_context(prefect_server(workdir))
+        settings, result.postgis, admin = stack_.enter_context(atlas(server_url))
+        log(f"Atlas on {result.postgis}; starting the Prefect server on {prefect_db}")
+        database_url = stack_.enter_context(
+            prefect_database(admin if prefect_db == "postgresql" else None, workdir)
+        )
+        server = stack_.enter_context(prefect_server(workdir, database_url))
         augur = stack_.enter_context(AugurStub())
         deployed = noctis_deploy(server, workdir)
         if deployed.returncode != 0:
@@ -453,6 +482,11 @@ def report(result: Result) -> str:
         if result.schedules_paused
         else "every schedule on (dispatcher and standing passes every minute)"
     )
+    prefect_db = (
+        "on PostgreSQL, a database of the same server, as compose runs it"
+        if result.prefect_db == "postgresql"
+        else "on SQLite: its client waits ~2 s after each 503 the file's write lock causes"
+    )
     lines = [
         BEGIN,
         "## Trigger to Augur notification: Prefect's process worker and the Noctis worker"
@@ -460,7 +494,7 @@ def report(result: Result) -> str:
         "",
         f"`{result.command}`, {result.started_at} to {result.finished_at}; {result.source};"
         f" Prefect {prefect.__version__}; {os.cpu_count()} CPUs; load average {load} at the"
-        f" start, {load_end} at the end. One Prefect server (SQLite), one `noctis deploy`"
+        f" start, {load_end} at the end. One Prefect server ({prefect_db}), one `noctis deploy`"
         f" ({schedules}), one Atlas database ({result.postgis}), a loopback Augur. Each round"
         " starts each worker type in turn (process then noctis, the next round the other way"
         " round) with the e2e environment (polls every 1 s, prefetch 1 s), waits until it is"
@@ -527,6 +561,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--server-url URL")
     if args.keep_schedules:
         parts.append("--keep-schedules")
+    if args.prefect_db != "postgresql":
+        parts.append(f"--prefect-db {args.prefect_db}")
     if args.json:
         parts.append(f"--json {args.json}")
     if args.write:
@@ -545,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-schedules", action="store_true", help="leave the dispatcher/standing schedules on"
     )
+    parser.add_argument(
+        "--prefect-db",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="Prefect server's database: PostgreSQL as compose runs it (default), or SQLite",
+    )
     parser.add_argument("--json", help="also write the runs and the summary to this file")
     parser.add_argument("--write", action="store_true", help="replace its section of RESULTS.md")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -556,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         args.server_url,
         command=command_line(args),
         keep_schedules=args.keep_schedules,
+        prefect_db=args.prefect_db,
     )
     section = report(result)
     print(section)
