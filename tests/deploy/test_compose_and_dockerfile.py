@@ -439,8 +439,12 @@ def test_prefect_worker_polls_the_pool_with_a_limit() -> None:
     assert command[:3] == ["prefect", "worker", "start"]
     options = dict(zip(command[3::2], command[4::2], strict=False))
     assert options["--pool"] == "noctis-pool"
-    assert options["--type"] == "process"
+    # noctis.worker (runs forked from a preloaded interpreter); Prefect's own worker on demand.
+    assert options["--type"] == "noctis"
     assert options["--limit"] == _example_env()["NOCTIS_WORKER_LIMIT"]
+    back = _compose({**_example_env(), "NOCTIS_WORKER_TYPE": "process"})
+    command = back["services"]["prefect-worker"]["command"]
+    assert dict(zip(command[3::2], command[4::2], strict=False))["--type"] == "process"
 
 
 def test_prefect_worker_waits_for_the_server_and_the_migration() -> None:
