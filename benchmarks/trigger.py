@@ -37,6 +37,7 @@ briefly (fixtures cannot be called).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -55,7 +56,6 @@ from typing import Any, Final
 
 import httpx
 import prefect
-import psycopg
 from sqlalchemy.engine import URL, make_url
 from tests.e2e.conftest import (
     BIN,
@@ -66,9 +66,8 @@ from tests.e2e.conftest import (
     Proc,
     _descendants,
     _wait_for_worker,
-    _wait_until_healthy,
-    clean_env,
     noctis_deploy,
+    running_prefect_server,
     worker_env,
 )
 from tests.e2e.test_trigger_like_augur import (
@@ -82,12 +81,10 @@ from tests.e2e.test_trigger_like_augur import (
 from tests.support.augur_stub import AugurStub
 from tests.support.postgis import postgis_server
 
-from benchmarks.db import settings_for, source_state
+from benchmarks.db import create_database, drop_database, settings_for, source_state
 from benchmarks.sections import replace_section
 from noctis import migrate
-from noctis.db import libpq_dsn
 from noctis.deployment import DISPATCHER_FULL_NAME, STANDING_FULL_NAME
-from noctis.devtools.localdb import free_port
 from noctis.settings import Settings
 
 RESULTS: Final = Path(__file__).with_name("RESULTS.md")
@@ -203,17 +200,21 @@ def atlas(server_url: str | None) -> Iterator[tuple[Settings, str, URL]]:
         where = contextlib.nullcontext((given, "the given server URL"))
     else:
         where = postgis_server()
-    with where as (admin, origin):
-        name = f"trigger_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            settings = settings_for(admin.set(database=name))
-            migrate.upgrade(settings)
-            yield settings, origin, admin
-        finally:
-            with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with where as (admin, origin), scratch_database(admin, "trigger_bench") as url:
+        settings = settings_for(url)
+        migrate.upgrade(settings)
+        yield settings, origin, admin
+
+
+@contextlib.contextmanager
+def scratch_database(admin: URL, prefix: str) -> Iterator[URL]:
+    """A new empty database on the server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = asyncio.run(create_database(admin, name))
+    try:
+        yield url
+    finally:
+        asyncio.run(drop_database(admin, name))
 
 
 @contextlib.contextmanager
@@ -225,40 +226,8 @@ def prefect_database(admin: URL | None, home: Path) -> Iterator[str]:
     if admin is None:
         yield f"sqlite+aiosqlite:///{home / 'prefect.db'}"
         return
-    name = f"prefect_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = admin.set(drivername="postgresql+asyncpg", database=name)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(libpq_dsn(admin), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def prefect_server(home: Path, database_url: str) -> Iterator[PrefectServer]:
-    """The ``prefect_server`` fixture's body (tests/e2e/conftest.py), ``home`` and Prefect's
-    database given."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = clean_env(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_SERVER_LOGGING_LEVEL="WARNING",
-        PREFECT_API_LOG_RETRYABLE_ERRORS="true",
-        PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY="PT1S",
-        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL="0.5",
-    )
-    argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    child = Child.start("prefect-server", argv, env, home)
-    try:
-        _wait_until_healthy(child, api_url)
-        yield PrefectServer(api_url=api_url, home=home, child=child)
-    finally:
-        child.stop()
+    with scratch_database(admin, "prefect_bench") as url:
+        yield url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -413,7 +382,7 @@ def run(
         database_url = stack_.enter_context(
             prefect_database(admin if prefect_db == "postgresql" else None, workdir)
         )
-        server = stack_.enter_context(prefect_server(workdir, database_url))
+        server = stack_.enter_context(running_prefect_server(workdir, database_url))
         augur = stack_.enter_context(AugurStub())
         deployed = noctis_deploy(server, workdir)
         if deployed.returncode != 0:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.context
-import multiprocessing.forkserver
 import os
 import tempfile
 import threading

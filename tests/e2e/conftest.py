@@ -241,15 +241,15 @@ def _wait_until_healthy(server: Child, api_url: str) -> None:
     raise RuntimeError(f"the Prefect server did not become healthy:\n{server.output()[-5000:]}")
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """``prefect server start`` on 127.0.0.1 (free port, SQLite), all services on."""
-    home = tmp_path_factory.mktemp("prefect-home")
+@contextlib.contextmanager
+def running_prefect_server(home: Path, database_url: str) -> Iterator[PrefectServer]:
+    """``prefect server start`` on 127.0.0.1 (free port), all services on, its database given;
+    stopped afterwards. The e2e fixture's and benchmarks/trigger.py's."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = clean_env(
         PREFECT_HOME=str(home),
-        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_ENABLED="false",
         PREFECT_SERVER_LOGGING_LEVEL="WARNING",
@@ -266,6 +266,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         yield PrefectServer(api_url=api_url, home=home, child=child)
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """``prefect server start`` on 127.0.0.1 (free port, SQLite), all services on."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with running_prefect_server(home, f"sqlite+aiosqlite:///{home / 'prefect.db'}") as server:
+        yield server
 
 
 def noctis_deploy(server: PrefectServer, cwd: Path) -> subprocess.CompletedProcess[str]:
