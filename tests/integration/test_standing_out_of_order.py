@@ -16,6 +16,11 @@ drained rounds it FAILS under the watermark ("the change queue never drained": t
 transaction that started first and committed last stay below the watermark). The fence is
 guarded by the deterministic test at the end of this module, which fails without it; this test
 does not guard it.
+
+This test also caught a PostgreSQL GiST bug: about one run in 12 failed with "a scene linked
+that no longer matches". The scene did match; the *reference* could no longer find it through
+``archive_item``'s GiST, whose entry the matcher's rescanned GiST scans had flagged dead
+(docs/postgres-gist-bug.md). With the matcher's joins on bitmap scans, 40 runs in a row passed.
 """
 
 from __future__ import annotations

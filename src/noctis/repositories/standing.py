@@ -15,6 +15,14 @@ matcher batch takes all buckets shared before it reads anything: each batch runs
 or wholly after the link statement of each study becoming standing, and with READ COMMITTED
 the later one sees what the earlier committed. Link steps of different studies rarely share a
 bucket, so they do not wait for each other; batches share the locks, so they do not either.
+
+**No plain index scans in the joins** (:data:`BITMAP_SCANS`). The batch's joins of scenes to
+studies run one GiST scan per outer row (a nested loop over ``archive_item``'s or
+``standing_study``'s GiST). PostgreSQL (15.18, and master as read) keeps a GiST scan's
+"known dead" index entries across such rescans and can apply them, after a concurrent page
+split, to the wrong entries: live scenes then vanish from the index for every query, the
+link step's included, until a REINDEX (docs/postgres-gist-bug.md; found by the out-of-order
+test). Bitmap index scans never mark entries, so these statements use them.
 """
 
 from __future__ import annotations
@@ -69,6 +77,11 @@ _FENCE_ALL = text(
     "(SELECT count(pg_advisory_xact_lock_shared(:space, k)) "
     " FROM generate_series(0, :buckets - 1) AS k)"
 )
+BITMAP_SCANS = text(
+    "SELECT set_config('enable_indexscan', 'off', true), "
+    "set_config('enable_indexonlyscan', 'off', true)"
+)
+"""Run before each join of the batch, for the rest of the transaction (module doc)."""
 _FENCE_ONE = text(
     "SELECT pg_advisory_xact_lock(:space, "
     "(abs(hashtextextended(:finder || ':' || :dream, 0)) % :buckets)::int)"
@@ -255,6 +268,7 @@ class StandingRepository:
             .with_for_update()
         )
         async with translated("locking the standing studies of a batch"):
+            await self._session.execute(BITMAP_SCANS)
             rows = (await self._session.execute(stmt, {"items": list(items)})).all()
         return [(int(f), int(d)) for f, d in rows]
 
@@ -278,6 +292,7 @@ class StandingRepository:
         )
         stmt = select(gone.c[0], gone.c[1], func.count()).group_by(gone.c[0], gone.c[1])
         async with translated("removing lookup rows that no longer match"):
+            await self._session.execute(BITMAP_SCANS)
             rows = (await self._session.execute(stmt, {"items": list(items)})).all()
         return {(int(f), int(d)): int(n) for f, d, n in rows}
 
@@ -311,6 +326,7 @@ class StandingRepository:
         new = func.count().filter(written.c.inserted)
         stmt_ = select(written.c[0], written.c[1], new).group_by(written.c[0], written.c[1])
         async with translated("linking new scenes to the standing studies"):
+            await self._session.execute(BITMAP_SCANS)
             rows = (await self._session.execute(stmt_, {"items": list(items)})).all()
         return {(int(f), int(d)): int(n) for f, d, n in rows if n}
 
