@@ -228,6 +228,51 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     console.print(f"Atlas at {where} is at {revision}")
 
 
+@db_app.command("check-indexes")
+def db_check_indexes(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    sample: Annotated[int, typer.Option(min=1, help="Lost rows named per index.")] = 20,
+) -> None:
+    """Whether the spatial GiST indexes still find every row (a PostgreSQL bug can lose some:
+    docs/postgres-gist-bug.md); exit code 1 if not, with the REINDEX that repairs them."""
+    import json
+
+    from noctis.indexes import check_indexes, repair_sql
+    from noctis.settings import get_settings
+
+    with _one_line("Could not check the indexes"):
+        checks = asyncio.run(_with_uow(get_settings(), lambda f: check_indexes(f, sample=sample)))
+    if json_output:
+        rows = [
+            {
+                "table": c.index.table,
+                "index": c.index.index,
+                "rows": c.rows,
+                "found": c.found,
+                "sound": c.sound,
+                "missing": list(c.missing),
+            }
+            for c in checks
+        ]
+        sys.stdout.write(json.dumps(rows) + "\n")
+    for c in [] if json_output else checks:
+        if c.sound:
+            console.print(
+                f"{c.index.table}: {c.rows:,} rows; {c.index.index} finds them all", highlight=False
+            )
+            continue
+        more = ", …" if c.rows - c.found > len(c.missing) else ""
+        err.print(
+            f"[red]{c.index.table}: {c.rows:,} rows; {c.index.index} finds {c.found:,}[/red] "
+            f"(lost: {', '.join(c.missing)}{more}). "
+            f"Repair: {repair_sql(c)} then rerun the studies that needed them.",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if not all(c.sound for c in checks):
+        raise typer.Exit(1)
+
+
 @archive_app.command("load")
 def archive_load(
     paths: Annotated[

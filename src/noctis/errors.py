@@ -15,7 +15,8 @@
     │                           inverted dates, empty collections, max_cloud_cover out of range
     ├── PrefectUnavailable      no Prefect API: PREFECT_API_URL unreachable, or the ephemeral
     │                           server did not start in time
-    ├── DatabaseError           a driver error translated at the database edge
+    ├── DatabaseError           a driver error translated at the database edge; or a
+    │   │                       spatial index that ``noctis db check-indexes`` cannot read
     │   └── DatabaseUnavailable a transient one (connection lost or refused, too many
     │                           connections, serialization failure, connect or pool
     │                           timeout): safe to retry

@@ -20,6 +20,7 @@ from noctis.repositories import (
     ArchiveRepository,
     DreamRepository,
     ImageryFinderRepository,
+    IndexRepository,
     LookupRepository,
     OutboxRepository,
     PlanRepository,
@@ -32,6 +33,7 @@ class UnitOfWork:
     session: AsyncSession
     dreams: DreamRepository
     finders: ImageryFinderRepository
+    indexes: IndexRepository
     archive: ArchiveRepository
     lookups: LookupRepository
     outbox: OutboxRepository
@@ -46,6 +48,7 @@ class UnitOfWork:
         self.session = self._session_factory()
         self.dreams = DreamRepository(self.session)
         self.finders = ImageryFinderRepository(self.session)
+        self.indexes = IndexRepository(self.session)
         self.archive = ArchiveRepository(self.session)
         self.lookups = LookupRepository(self.session)
         self.outbox = OutboxRepository(self.session)

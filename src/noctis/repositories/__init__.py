@@ -9,6 +9,8 @@
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).
 - :mod:`.scenes`: scenes into the archive (``noctis archive load``): COPY, then one upsert.
+- :mod:`.indexes`: whether the spatial GiST indexes still find every row
+  (``noctis db check-indexes``).
 
 Repositories take a session and never commit: the unit of work
 (:mod:`noctis.unit_of_work`) owns the transaction.
@@ -16,6 +18,7 @@ Repositories take a session and never commit: the unit of work
 
 from noctis.repositories.archive import ArchiveRepository, MatchCriteria, match_conditions
 from noctis.repositories.finders import DreamRepository, FinderReport, ImageryFinderRepository
+from noctis.repositories.indexes import IndexCheck, IndexRepository, SpatialIndex
 from noctis.repositories.lookups import LinkResult, LookupRepository, StudyItem
 from noctis.repositories.outbox import Attempt, OutboxEntry, OutboxMessage, OutboxRepository
 from noctis.repositories.plans import Candidates, PlannedItem, PlanRepository, StoredSlice
@@ -29,6 +32,8 @@ __all__ = [
     "DreamRepository",
     "FinderReport",
     "ImageryFinderRepository",
+    "IndexCheck",
+    "IndexRepository",
     "LinkResult",
     "LookupRepository",
     "MatchCriteria",
@@ -38,6 +43,7 @@ __all__ = [
     "PlanRepository",
     "PlannedItem",
     "SceneRepository",
+    "SpatialIndex",
     "StandingRepository",
     "StandingState",
     "StoredSlice",
