@@ -245,7 +245,7 @@ def db_check_indexes(
     if json_output:
         rows = [
             {
-                "table": c.index.table,
+                "table": c.index.name,
                 "index": c.index.index,
                 "rows": c.rows,
                 "found": c.found,
@@ -258,12 +258,12 @@ def db_check_indexes(
     for c in [] if json_output else checks:
         if c.sound:
             console.print(
-                f"{c.index.table}: {c.rows:,} rows; {c.index.index} finds them all", highlight=False
+                f"{c.index.name}: {c.rows:,} rows; {c.index.index} finds them all", highlight=False
             )
             continue
         more = ", …" if c.rows - c.found > len(c.missing) else ""
         err.print(
-            f"[red]{c.index.table}: {c.rows:,} rows; {c.index.index} finds {c.found:,}[/red] "
+            f"[red]{c.index.name}: {c.rows:,} rows; {c.index.index} finds {c.found:,}[/red] "
             f"(lost: {', '.join(c.missing)}{more}). "
             f"Repair: {repair_sql(c)} then rerun the studies that needed them.",
             soft_wrap=True,

@@ -13,48 +13,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import FromClause, Select, TextClause, except_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.errors import DatabaseError
+from noctis.models import ArchiveItem, StandingStudy
 
 
 @dataclass(frozen=True, slots=True)
 class SpatialIndex:
-    table: str
+    name: str
+    table: FromClause
     column: str
     index: str
-    key: str
-    """SQL naming a row in reports (its primary key)."""
+    key: tuple[str, ...]
+    """The primary key's columns: a lost row is named by them, joined with ``/``."""
 
 
 SPATIAL_INDEXES: Final = (
-    SpatialIndex("archive_item", "footprint", "ix_archive_item_footprint_acquired_at", "id::text"),
+    SpatialIndex(
+        "archive_item",
+        ArchiveItem.__table__,
+        "footprint",
+        "ix_archive_item_footprint_acquired_at",
+        ("id",),
+    ),
     SpatialIndex(
         "standing_study",
+        StandingStudy.__table__,
         "location",
         "ix_standing_study_location",
-        "imagery_finder_id || '/' || dream_id",
+        ("imagery_finder_id", "dream_id"),
     ),
 )
 
-_EVERYWHERE = "ST_MakeEnvelope(-1e30, -1e30, 1e30, 1e30, 4326)"
-
-
-def _scans(*, seq: bool, bitmap: bool) -> TextClause:
-    on = {True: "on", False: "off"}
-    return text(
-        f"SELECT set_config('enable_seqscan', '{on[seq]}', true), "
-        "set_config('enable_indexscan', 'off', true), "
-        "set_config('enable_indexonlyscan', 'off', true), "
-        f"set_config('enable_bitmapscan', '{on[bitmap]}', true)"
-    )
-
-
-_TABLE_ONLY = _scans(seq=True, bitmap=False)
+_TABLE_ONLY = text(
+    "SELECT set_config('enable_seqscan', 'on', true), "
+    "set_config('enable_indexscan', 'off', true), "
+    "set_config('enable_indexonlyscan', 'off', true), "
+    "set_config('enable_bitmapscan', 'off', true)"
+)
 # Bitmap scans of the GiST: a single scan, and one that never flags entries itself.
-_INDEX_ONLY = _scans(seq=False, bitmap=True)
+_THROUGH_GIST = text(
+    "SELECT set_config('enable_seqscan', 'off', true), "
+    "set_config('enable_indexscan', 'off', true), "
+    "set_config('enable_indexonlyscan', 'off', true), "
+    "set_config('enable_bitmapscan', 'on', true)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,32 +83,37 @@ class IndexRepository:
         self._session = session
 
     async def check(self, index: SpatialIndex, *, sample: int = 20) -> IndexCheck:
-        """Count ``index.table``'s rows from the table and through ``index.index``."""
-        t, g = index.table, index.column
-        present = f"NOT ST_IsEmpty({g})"
-        through = f"{g} && {_EVERYWHERE}"
+        """Count the table's rows from the table and through ``index.index``."""
+        t = index.table
+        geometry = t.c[index.column]
+        present = ~func.ST_IsEmpty(geometry)
+        through = geometry.op("&&")(func.ST_MakeEnvelope(-1e30, -1e30, 1e30, 1e30, 4326))
+        counted = select(func.count()).select_from(t).where(through)
         async with translated(f"checking the index {index.index}"):
             await self._session.execute(_TABLE_ONLY)
-            rows = await self._scalar(f"SELECT count(*) FROM {t} WHERE {present}")
-            await self._session.execute(_INDEX_ONLY)
-            counted = f"SELECT count(*) FROM {t} WHERE {through}"
-            plan = await self._scalar(f"EXPLAIN (FORMAT JSON) {counted}")
+            rows = await self._scalar(select(func.count()).select_from(t).where(present))
+            await self._session.execute(_THROUGH_GIST)
+            plan = (await self._session.execute(self._explain(counted))).scalar_one()
             if index.index not in str(plan):  # dropped, renamed: the count would prove nothing
-                raise DatabaseError(f"{index.index} is not there to read: {t} cannot be checked")
+                raise DatabaseError(
+                    f"{index.index} is not there to read: {index.name} cannot be checked"
+                )
             found = await self._scalar(counted)
             missing: tuple[str, ...] = ()
             if found != rows:
                 # The first branch reads the table (or its primary key), the second the GiST.
-                keys = await self._session.execute(
-                    text(
-                        f"SELECT k FROM (SELECT {index.key} AS k FROM {t} WHERE {present} "
-                        f"EXCEPT SELECT {index.key} FROM {t} WHERE {through}) AS gone "
-                        "ORDER BY k LIMIT :sample"
-                    ),
-                    {"sample": sample},
-                )
-                missing = tuple(str(k) for k in keys.scalars())
+                key = [t.c[k] for k in index.key]
+                gone = except_(select(*key).where(present), select(*key).where(through)).subquery()
+                stmt = select(gone).order_by(*gone.c).limit(sample)
+                lost = (await self._session.execute(stmt)).all()
+                missing = tuple("/".join(str(v) for v in row) for row in lost)
         return IndexCheck(index, int(rows), int(found), missing)
 
-    async def _scalar(self, sql: str) -> Any:
-        return (await self._session.execute(text(sql))).scalar_one()
+    def _explain(self, stmt: Select[Any]) -> TextClause:
+        """EXPLAIN of a statement built here from the schema's constants (no caller's value)."""
+        dialect = self._session.get_bind().dialect
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        return text("EXPLAIN (FORMAT JSON) " + str(compiled))
+
+    async def _scalar(self, stmt: Select[Any]) -> Any:
+        return (await self._session.execute(stmt)).scalar_one()
