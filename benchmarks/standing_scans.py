@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as out:
             json.dump(summary, out, indent=2)
+    if not summary["same_pairs"]:
+        print("[scans] the arms wrote different pairs", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -234,14 +234,20 @@ def db_check_indexes(
     sample: Annotated[int, typer.Option(min=1, help="Lost rows named per index.")] = 20,
 ) -> None:
     """Whether the spatial GiST indexes still find every row (a PostgreSQL bug can lose some:
-    docs/postgres-gist-bug.md); exit code 1 if not, with the REINDEX that repairs them."""
+    docs/postgres-gist-bug.md). Exit code 0: sound; 1: rows lost (named, with the REINDEX that
+    repairs them); 2: the check could not run. Run it on the primary, not a standby."""
     import json
 
     from noctis.indexes import check_indexes, repair_sql
     from noctis.settings import get_settings
 
-    with _one_line("Could not check the indexes"):
-        checks = asyncio.run(_with_uow(get_settings(), lambda f: check_indexes(f, sample=sample)))
+    try:
+        with _one_line("Could not check the indexes"):
+            checks = asyncio.run(
+                _with_uow(get_settings(), lambda f: check_indexes(f, sample=sample))
+            )
+    except typer.Exit as e:
+        raise typer.Exit(2) from e
     if json_output:
         rows = [
             {
@@ -250,7 +256,8 @@ def db_check_indexes(
                 "rows": c.rows,
                 "found": c.found,
                 "sound": c.sound,
-                "missing": list(c.missing),
+                "missing": [dict(zip(c.index.key, k, strict=True)) for k in c.missing],
+                "repair": None if c.sound else repair_sql(c),
             }
             for c in checks
         ]
@@ -261,11 +268,12 @@ def db_check_indexes(
                 f"{c.index.name}: {c.rows:,} rows; {c.index.index} finds them all", highlight=False
             )
             continue
+        named = ", ".join("/".join(map(str, k)) for k in c.missing)
         more = ", …" if c.rows - c.found > len(c.missing) else ""
         err.print(
             f"[red]{c.index.name}: {c.rows:,} rows; {c.index.index} finds {c.found:,}[/red] "
-            f"(lost: {', '.join(c.missing)}{more}). "
-            f"Repair: {repair_sql(c)} then rerun the studies that needed them.",
+            f"(lost, by {'/'.join(c.index.key)}: {named}{more}). Repair: {repair_sql(c)} "
+            "then rerun the studies that needed them (docs/postgres-gist-bug.md).",
             soft_wrap=True,
             highlight=False,
         )

@@ -22,7 +22,9 @@ studies run one GiST scan per outer row (a nested loop over ``archive_item``'s o
 "known dead" index entries across such rescans and can apply them, after a concurrent page
 split, to the wrong entries: live scenes then vanish from the index for every query, the
 link step's included, until a REINDEX (docs/postgres-gist-bug.md; found by the out-of-order
-test). Bitmap index scans never mark entries, so these statements use them.
+test). Bitmap index scans never mark entries, so these statements use them. The setting holds
+for the rest of the batch's transaction (the totals and the outbox rows too, which lose
+nothing by it); the queue is taken before it, with its primary key's ordered index scan.
 """
 
 from __future__ import annotations
