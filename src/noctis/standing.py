@@ -32,6 +32,8 @@ what the study found. A deleted scene takes its lookup rows with it (foreign key
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -40,12 +42,16 @@ from datetime import timedelta
 
 from noctis import outbox
 from noctis.augur import AugurClient, Notification, NotificationEvent
-from noctis.errors import StudyNeverRan
+from noctis.errors import DatabaseUnavailable, StudyNeverRan
 from noctis.outbox import OpenUnitOfWork
 from noctis.repositories import OutboxMessage, StandingState
 from noctis.unit_of_work import UnitOfWork
 
 CLOSED_BY_REQUEST = "closed on request"
+BATCH_ATTEMPTS = 3
+"""A batch that failed as transient (a deadlock between two batches, a lost connection) rolled
+back whole, its scenes queued again: a pass tries it this many times in all, then raises (the
+flow's task retries the pass; ``noctis standing match`` exits 1)."""
 
 
 def new_pass_id() -> str:
@@ -153,8 +159,7 @@ async def match_pass(
     report = PassReport(pass_id=pass_id or new_pass_id())
     announce = report.pass_id if augur is not None else None
     while max_batches is None or report.batches < max_batches:
-        async with open_uow() as uow:
-            result = await match_batch(uow, batch=batch, grace=grace, pass_id=announce)
+        result = await _batch_with_retries(open_uow, batch=batch, grace=grace, pass_id=announce)
         if result is None:
             break
         report.batches += 1
@@ -178,6 +183,20 @@ async def match_pass(
         report.standing = await uow.standing.count_standing(grace=grace)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _batch_with_retries(
+    open_uow: OpenUnitOfWork, *, batch: int, grace: timedelta, pass_id: str | None
+) -> BatchResult | None:
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            async with open_uow() as uow:
+                return await match_batch(uow, batch=batch, grace=grace, pass_id=pass_id)
+        except DatabaseUnavailable:
+            if attempt == BATCH_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.1 * 2**attempt))  # noqa: S311 (jitter)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def deliver_batch(
