@@ -14,6 +14,9 @@ entry point)::
 
     prefect worker start --pool noctis-pool --type noctis --limit 4 --with-healthcheck
 
+It picks a run up the moment the server announces it scheduled (:mod:`noctis.pickup`), as
+well as on Prefect's poll timer.
+
 It serves ``process`` work pools: the pool, its job template and the deployments are
 unchanged, and ``--type process`` (Prefect's own worker) can take its place at any time. A
 deployment whose job variables set ``command`` runs that command, as on Prefect's worker.
@@ -33,6 +36,7 @@ What differs from a fresh interpreter, by design:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.context
@@ -52,6 +56,8 @@ from prefect.runner._process_manager import ProcessHandle
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 from prefect.workers.process import ProcessJobConfiguration, ProcessWorker, ProcessWorkerResult
+
+from noctis.pickup import pick_up_scheduled_runs
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -222,6 +228,18 @@ class NoctisWorker(ProcessWorker):
         # In the background: the worker polls meanwhile, and a run that comes before the
         # forkserver is ready waits for it in its own start.
         threading.Thread(target=self._warm, name="noctis-forkserver", daemon=True).start()
+        # A run is picked up when the server announces it scheduled, not at the next poll.
+        self._pickup = asyncio.get_running_loop().create_task(
+            pick_up_scheduled_runs(self, self._logger)
+        )
+
+    async def teardown(self, *exc_info: Any) -> None:
+        pickup = getattr(self, "_pickup", None)
+        if pickup is not None:
+            pickup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pickup
+        await super().teardown(*exc_info)
 
     def _warm(self) -> None:
         started = time.monotonic()

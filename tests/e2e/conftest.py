@@ -300,7 +300,9 @@ def deployed(
 
 
 class StartWorker(Protocol):  # the ``start_worker`` fixture
-    def __call__(self, *, wait: bool = True, worker_type: str = "process") -> Child: ...
+    def __call__(
+        self, *, wait: bool = True, worker_type: str = "process", env: dict[str, str] | None = None
+    ) -> Child: ...
 
 
 def worker_env(server: PrefectServer, atlas: Settings, augur: AugurStub) -> dict[str, str]:
@@ -330,13 +332,15 @@ def start_worker(
     :mod:`noctis.worker`); stopped after the test."""
     started: list[Child] = []
 
-    def start(*, wait: bool = True, worker_type: str = "process") -> Child:
+    def start(
+        *, wait: bool = True, worker_type: str = "process", env: dict[str, str] | None = None
+    ) -> Child:
         argv = [
             *(str(BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type", worker_type),
             *("--name", f"e2e-worker-{len(started)}", "--limit", "4"),
         ]
-        env = worker_env(prefect_server, atlas_settings, augur_stub)
-        child = Child.start(f"worker-{len(started)}", argv, env, tmp_path)
+        environment = worker_env(prefect_server, atlas_settings, augur_stub) | (env or {})
+        child = Child.start(f"worker-{len(started)}", argv, environment, tmp_path)
         started.append(child)
         if wait:  # until it has polled the pool once: ready to take a run
             _wait_for_worker(prefect_server, child, f"e2e-worker-{len(started) - 1}")

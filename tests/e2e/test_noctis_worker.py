@@ -125,6 +125,36 @@ def test_a_study_runs_forked_and_augur_is_told(
     assert "Preloading the forkserver" in worker.output()
 
 
+def test_a_run_is_picked_up_when_it_is_scheduled_not_at_the_next_poll(
+    prefect_server: PrefectServer,
+    start_worker: StartWorker,
+    atlas_settings: Settings,
+    augur_stub: AugurStub,
+) -> None:
+    """The worker polls once a minute here; a triggered run still starts within seconds: the
+    worker polls on the server's ``prefect.flow-run.Scheduled`` event (:mod:`noctis.pickup`)."""
+    worker = start_worker(worker_type="noctis", env={"PREFECT_WORKER_QUERY_SECONDS": "60"})
+    deadline = time.monotonic() + 60
+    ready = ("Picking up runs of this pool as they are scheduled", "Forkserver ready in")
+    while not all(line in worker.output() for line in ready):
+        assert time.monotonic() < deadline, worker.output()[-3000:]
+        time.sleep(0.1)
+    finder, dream, _ = _seed(atlas_settings)
+    with prefect_server.client() as api:
+        triggered = time.monotonic()
+        run_id = _trigger(api, finder, dream, "picked-up-on-event")
+        submitted = f"submitting flow run '{run_id}'"
+        while submitted not in worker.output():  # the timer's next poll is 40-80 s away
+            assert time.monotonic() - triggered < 10, worker.output()[-3000:]
+            time.sleep(0.05)
+        picked_up = time.monotonic() - triggered
+        [notification] = _wait_for_notifications(augur_stub, 1, of_run=run_id)
+        run = _wait_for_state(api, run_id, TERMINAL)
+        assert run["state"]["type"] == "COMPLETED", (run["state"], worker.output()[-3000:])
+    print(f"\nsubmitted {picked_up:.2f} s after the trigger; notified after "
+          f"{notification.time - triggered:.2f} s (the worker polls every 60 s)")  # fmt: skip
+
+
 def test_a_killed_forked_run_is_crashed_by_the_worker_which_runs_the_next(
     prefect_server: PrefectServer,
     start_worker: StartWorker,
