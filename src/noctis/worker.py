@@ -99,8 +99,13 @@ def _nothing() -> None:
 
 def run_flow_run(env: dict[str, str], cwd: str) -> None:
     """The child: become ``python -m prefect.engine`` with the run's environment and folder."""
+    import gc
     import runpy
     import sys
+
+    # What the forkserver imported lives as long as this process: out of the collector's reach,
+    # so that no collection walks it (and writes to every inherited page, copying each).
+    gc.freeze()
 
     from prefect.context import refresh_global_settings_context
     from prefect.logging.configuration import setup_logging
