@@ -4,28 +4,17 @@ with exit code 1 and no traceback. Sync tests: no event loop is running, as in a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from typer.testing import CliRunner
 
 from noctis.cli import app
 from noctis.db import libpq_dsn
-from noctis.settings import Settings, get_settings
+from noctis.settings import Settings
 from tests.support.stac import item, items, write_collection, write_ndjson
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(atlas_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    assert atlas_settings.atlas_db_url is not None
-    monkeypatch.setenv("ATLAS_DB_URL", atlas_settings.atlas_db_url.get_secret_value())
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 def _count(settings: Settings) -> int:

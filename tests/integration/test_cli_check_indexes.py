@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from typer.testing import CliRunner
 
 from noctis.cli import app
 from noctis.db import libpq_dsn
-from noctis.settings import Settings, get_settings
+from noctis.settings import Settings
 from tests.support.gist_bug import Recipe, run_recipe
 
 runner = CliRunner()
@@ -69,15 +67,6 @@ STUDIES = Recipe(
         (100 + k, 100 + k, (k * 7.3) % 100 * 0.01, (k * 7.3) % 100 * 0.01),
     ),
 )
-
-
-@pytest.fixture
-def env(atlas_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    assert atlas_settings.atlas_db_url is not None
-    monkeypatch.setenv("ATLAS_DB_URL", atlas_settings.atlas_db_url.get_secret_value())
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 def _checks() -> list[dict[str, object]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,10 @@ from typer.testing import CliRunner, Result
 
 from noctis.cli import ExportFormat, app
 from noctis.exports import FORMATS
-from noctis.settings import Settings, get_settings
+from noctis.settings import Settings
 from tests.support.frames import Seeded, seed_study
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(atlas_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """ATLAS_DB_URL in the environment, read by get_settings() as in production."""
-    assert atlas_settings.atlas_db_url is not None
-    monkeypatch.setenv("ATLAS_DB_URL", atlas_settings.atlas_db_url.get_secret_value())
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 def _export(seeded: Seeded, fmt: str, output: Path, *, finder: int | None = None) -> Result:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,21 +16,11 @@ from typer.testing import CliRunner, Result
 
 from noctis.cli import app
 from noctis.frames import plan_frame
-from noctis.settings import Settings, get_settings
+from noctis.settings import Settings
 from tests.support.plans import JUNE, QUARTERS, GridStudy, add_and_link, seed_linked_grid
 from tests.support.studies import add_dream, add_finder, admin_dsn
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(atlas_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """ATLAS_DB_URL in the environment, read by get_settings() as in production."""
-    assert atlas_settings.atlas_db_url is not None
-    monkeypatch.setenv("ATLAS_DB_URL", atlas_settings.atlas_db_url.get_secret_value())
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
