@@ -314,12 +314,30 @@ class Scenario:
 
     # --------------------------------------------------------------- steps ----
 
+    def clear_leftovers(self) -> None:
+        """Remove what an interrupted run of the same project left: containers and volumes.
+
+        A run killed before its ``down -v`` leaves its volumes behind. ``up`` would recreate the
+        containers on databases initialised with that run's passwords, and every login of this
+        run would fail (CI at 70cfdec: "password authentication failed for user prefect").
+        """
+        label = f"label=com.docker.compose.project={self.args.project}"
+        left = self.stack.containers(all_states=True)
+        volumes = docker("volume", "ls", "-q", "--filter", label).split()
+        if not left and not volumes:
+            return
+        say(f"   an earlier run left {len(left)} container(s), {len(volumes)} volume(s): removed")
+        self.stack.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
+        for volume in docker("volume", "ls", "-q", "--filter", label).split():
+            docker("volume", "rm", "-f", volume)
+
     def up(self) -> None:
         with step("1. build, up -d --wait, one-shots exit 0, worker healthy, non-root"):
             say(f"   project {self.args.project}, .env in {self.workdir} (mode 0600)")
             for name, value in sorted(self.images.items()):
                 say(f"   {name}={value}")
             self.stack.compose("config", "-q")
+            self.clear_leftovers()
             started = time.monotonic()
             self.stack.compose("build", timeout=1800)
             timings["docker compose build"] = time.monotonic() - started
