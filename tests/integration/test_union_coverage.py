@@ -75,3 +75,47 @@ async def test_a_study_without_matches_covers_nothing(
     finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 12, 31))
     await session.commit()
     assert await _union(session_factory, finder.id, dream.id) == 0.0
+
+
+async def test_one_footprint_covering_the_aoi_settles_it_and_only_the_studys_own(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    """A tile larger than the AOI covers it all: 1.0 without the union. The shortcut reads the
+    study's own items: a covering footprint linked to another study does not count, nor
+    does one that covers the AOI's bounding box but not the AOI."""
+    triangle = "POLYGON((10 45, 11 45, 10 46, 10 45))"  # the AOI: half of its bounding box
+    dream = await add_dream(session, "covered")
+    finder = await add_finder(session, triangle, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    june = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    await add_item(session, box(10.0, 45.0, 10.4, 45.4), june)  # inside the AOI
+    # Covers the AOI, but a year later: the study of the same AOI over 2025 links it, this
+    # one does not.
+    await add_item(session, box(9.0, 44.0, 12.0, 47.0), june + timedelta(days=400))
+    later = await add_finder(session, triangle, start=date(2025, 1, 1), end=date(2025, 12, 31))
+    # Covers the AOI's bounding box but not the AOI: a frame with a hole inside the AOI.
+    frame = (
+        "POLYGON((9 44, 12 44, 12 47, 9 47, 9 44),"
+        "(10.6 45.1, 10.7 45.1, 10.7 45.2, 10.6 45.2, 10.6 45.1))"
+    )
+    await add_item(session, frame, june)
+    await session.commit()
+    await linked(session_factory, later.id, dream.id)
+
+    partial = await _union(session_factory, finder.id, dream.id)
+    # The frame covers all but its hole, which lies inside the AOI and outside the inner box.
+    # (Not EVERY_MATCH: clipping first adds vertices on the AOI's diagonal, and a geography
+    # area reads each edge as a great-circle arc, so the same shape measures differently.)
+    hole = "POLYGON((10.6 45.1, 10.7 45.1, 10.7 45.2, 10.6 45.2, 10.6 45.1))"
+    reference = await session.scalar(
+        text(
+            "SELECT 1 - ST_Area(ST_GeomFromText(:hole, 4326)::geography)"
+            " / ST_Area(ST_GeomFromText(:aoi, 4326)::geography)"
+        ),
+        {"hole": hole, "aoi": triangle},
+    )
+    assert partial is not None and partial < 1.0
+    assert partial == pytest.approx(float(reference), rel=1e-9)
+
+    await add_item(session, box(9.5, 44.5, 11.5, 46.5), june + timedelta(days=1))  # covers it
+    await session.commit()
+    assert await _union(session_factory, finder.id, dream.id) == 1.0

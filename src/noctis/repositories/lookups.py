@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, select, text
+from sqlalchemy import ColumnElement, case, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -118,12 +118,34 @@ class LookupRepository:
             .subquery("footprints")
         )
         footprint = distinct.c.footprint
-        covered = func.ST_Intersection(
-            func.ST_Union(clean_footprint(footprint)), aoi_param(criteria)
-        )
+        aoi = aoi_param(criteria)
+        covered = func.ST_Intersection(func.ST_Union(clean_footprint(footprint)), aoi)
         # No match: ST_Union is NULL, and least(1.0, NULL) is 1.0 (LEAST ignores NULLs).
         union_area = func.coalesce(spheroid_area(covered), 0.0)
-        stmt = select(func.least(1.0, union_area / criteria.area_m2)).select_from(distinct)
+        union_share = (
+            select(func.least(1.0, union_area / criteria.area_m2))
+            .select_from(distinct)
+            .scalar_subquery()
+        )
+        # One footprint covering the whole AOI settles it: the union covers it all (1.0, as
+        # the overlay would say up to its rounding). A tile larger than the AOI (a city under
+        # a Sentinel-2 or Landsat tile) makes this the usual case, and the union of thousands
+        # of revisits is then never built: CASE evaluates the subquery only when reached.
+        # Bounding box first (`~`, cheap), validity before the predicate (an invalid footprint
+        # may make GEOS raise).
+        one_covers = (
+            select(literal(1))
+            .select_from(ArchiveLookupItem)
+            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+            .where(
+                *self._study(criteria.finder_id, dream_id),
+                ArchiveItem.footprint.op("~")(aoi),
+                func.ST_IsValid(ArchiveItem.footprint),
+                func.ST_Covers(ArchiveItem.footprint, aoi),
+            )
+            .exists()
+        )
+        stmt = select(case((one_covers, literal(1.0)), else_=union_share))
         async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
             await self._session.execute(CUSTOM_PLAN)
             return float((await self._session.execute(stmt)).scalar_one())
