@@ -71,13 +71,18 @@ def _timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 def instrument() -> None:
     """Time the steps the flow calls (its module's globals), to split the flow's wall time.
 
-    ``check_study`` includes the first connection of the run's new engine.
+    ``check_study`` includes the first connection of the run's new engine; ``link`` is
+    ``LookupRepository.link``, the link step proper, within ``link_study``.
     """
     import noctis.flows.imagery_finder_study as flow_module
+    from noctis.repositories.lookups import LookupRepository
 
     namespace = vars(flow_module)  # the flow's globals: what its tasks look up at call time
     for name in ("check_study", "link_study", "summarise_study", "_publish"):
         namespace[name] = _timed(name, namespace[name])
+    # The link step proper (the one INSERT … SELECT), inside link_study, which also takes the
+    # study's lock, computes the union coverage and the plan, writes the outbox and commits.
+    LookupRepository.link = _timed("link", LookupRepository.link)  # type: ignore[method-assign,assignment]
     open_runtime = namespace["open_runtime"]
 
     @contextlib.asynccontextmanager

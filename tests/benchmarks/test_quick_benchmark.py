@@ -64,3 +64,5 @@ async def test_quick_benchmark(postgis_url: URL, tmp_path: Path) -> None:
     for c in results.flow.cases:
         assert c.matched == [c.matches]
         assert flow_peak_mb(results.flow, c) < FLOW_RSS_MAX_MB
+        # The link statement is timed inside link_study (the flow overhead is measured over it).
+        assert 0 < c.step("link") < c.step("link_study"), c.steps
