@@ -26,11 +26,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 
+from benchmarks.cases import Case, aoi_ewkb
 from noctis import migrate
 from noctis.db import libpq_dsn
 from noctis.devtools.localdb import LocalPostgis
 from noctis.devtools.synthetic import ArchiveSpec, load_archive_url
 from noctis.settings import Settings
+from noctis.study import CheckedStudy, check_study
+from noctis.unit_of_work import UnitOfWork
 
 GIST_INDEX = "ix_archive_item_footprint_acquired_at"
 PACKAGES = (
@@ -323,3 +326,16 @@ async def machine_facts(url: URL, server_origin: str) -> Machine:
         except importlib.metadata.PackageNotFoundError:
             machine.packages[package] = "not installed"
     return machine
+
+
+async def add_study(admin: asyncpg.Connection, factory: Any, case: Case, name: str) -> CheckedStudy:
+    """A finder on ``case``'s AOI and window and a dream, both called ``name``, checked as the
+    flow checks them (``factory``: a session factory on the same database)."""
+    finder_id = await admin.fetchval(
+        "INSERT INTO imagery_finder (name, location, start_date, end_date)"
+        " VALUES ($1, ST_GeomFromEWKB($2), $3, $4) RETURNING id",
+        name, aoi_ewkb(case.aoi), case.start, case.end,
+    )  # fmt: skip
+    dream_id = await admin.fetchval("INSERT INTO dream (name) VALUES ($1) RETURNING id", name)
+    async with UnitOfWork(factory) as uow:
+        return await check_study(uow, finder_id=int(finder_id), dream_id=int(dream_id))

@@ -42,12 +42,17 @@ import asyncpg
 
 from benchmarks import sql
 from benchmarks.cases import Case, aoi_ewkb
-from benchmarks.db import build_archive, drop_database, parse_size, server, settings_for
+from benchmarks.db import (
+    add_study,
+    build_archive,
+    drop_database,
+    parse_size,
+    server,
+    settings_for,
+)
 from benchmarks.db import size_label as label
 from benchmarks.sections import replace_section
 from noctis.db import libpq_dsn, make_engine, make_session_factory
-from noctis.study import check_study
-from noctis.unit_of_work import UnitOfWork
 
 ARMS: Final = ("fk", "scene fk", "statement", "none")
 DEFAULT_CASES: Final = ("point/5 years", "city/1 year", "city/5 years", "country/1 year")
@@ -127,14 +132,8 @@ async def _studies(url: Any, cases: list[Case]) -> list[Study]:
     out = []
     try:
         for case in cases:
-            finder = await conn.fetchval(
-                "INSERT INTO imagery_finder (name, location, start_date, end_date)"
-                " VALUES ($1, ST_GeomFromEWKB($2), $3, $4) RETURNING id",
-                f"fk {case.key}", aoi_ewkb(case.aoi), case.start, case.end,
-            )  # fmt: skip
-            dream = await conn.fetchval("INSERT INTO dream (name) VALUES ($1) RETURNING id", "fk")
-            async with UnitOfWork(make_session_factory(engine)) as uow:
-                checked = await check_study(uow, finder_id=int(finder), dream_id=int(dream))
+            checked = await add_study(conn, make_session_factory(engine), case, f"fk {case.key}")
+            dream, finder = checked.dream_id, checked.finder_id
             start = datetime.combine(case.start, dtime(0), tzinfo=UTC)
             end = datetime.combine(case.end + timedelta(days=1), dtime(0), tzinfo=UTC)
             area = checked.criteria.area_m2

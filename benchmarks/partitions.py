@@ -56,9 +56,10 @@ import asyncpg
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from benchmarks.cases import Case, aoi_ewkb
+from benchmarks.cases import Case
 from benchmarks.db import (
     Build,
+    add_study,
     build_archive,
     drop_database,
     parse_size,
@@ -72,7 +73,7 @@ from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.devtools.synthetic import ArchiveSpec
 from noctis.models import ArchiveItem
 from noctis.repositories.archive import CUSTOM_PLAN, match_conditions
-from noctis.study import CheckedStudy, check_study
+from noctis.study import CheckedStudy
 from noctis.unit_of_work import UnitOfWork
 
 RESULTS: Final = Path(__file__).with_name("RESULTS.md")
@@ -191,22 +192,6 @@ def _engine(url: Any, search_path: str | None) -> AsyncEngine:
     return engine
 
 
-async def _study(admin: asyncpg.Connection, factory: Any, case: Case) -> CheckedStudy:
-    finder_id = await admin.fetchval(
-        "INSERT INTO imagery_finder (name, location, start_date, end_date)"
-        " VALUES ($1, ST_GeomFromEWKB($2), $3, $4) RETURNING id",
-        f"partitions {case.key}",
-        aoi_ewkb(case.aoi),
-        case.start,
-        case.end,
-    )
-    dream_id = await admin.fetchval(
-        "INSERT INTO dream (name) VALUES ($1) RETURNING id", f"partitions {case.key}"
-    )
-    async with UnitOfWork(factory) as uow:
-        return await check_study(uow, finder_id=int(finder_id), dream_id=int(dream_id))
-
-
 async def _partitions_scanned(url: Any, statement: str, params: tuple[Any, ...]) -> int:
     """How many yearly partitions the planner keeps for the statement (a custom plan)."""
     conn = await asyncpg.connect(
@@ -255,7 +240,7 @@ async def measure(url: Any, size: int, runs: int, log: Callable[[str], None]) ->
     out: list[Measured] = []
     try:
         for case in CASES:
-            checked = await _study(admin, factories["table"], case)
+            checked = await add_study(admin, factories["table"], case, f"partitions {case.key}")
             timed = await measure_interleaved(
                 [(partial(_match_ids, factories[v], checked), None) for v in VARIANTS]
                 + [(partial(_link, factories[v], checked), truncate) for v in VARIANTS],
