@@ -119,3 +119,68 @@ async def test_one_footprint_covering_the_aoi_settles_it_and_only_the_studys_own
     await add_item(session, box(9.5, 44.5, 11.5, 46.5), june + timedelta(days=1))  # covers it
     await session.commit()
     assert await _union(session_factory, finder.id, dream.id) == 1.0
+
+
+# The union of every distinct footprint (repaired when invalid, none when non-finite), clipped
+# once: the same union the sieve must give, built without it.
+EVERY_FOOTPRINT = """
+SELECT ST_Intersection(x.u, f.location) FROM imagery_finder f, (
+  SELECT ST_Union(CASE WHEN ST_IsValid(d.footprint) THEN d.footprint
+           WHEN ST_IsValidReason(d.footprint) LIKE 'Invalid Coordinate%' THEN NULL
+           ELSE ST_CollectionExtract(ST_MakeValid(d.footprint), 3) END) AS u
+  FROM (SELECT DISTINCT a.footprint FROM archive_lookup_item l
+        JOIN archive_item a ON a.id = l.archive_item_id
+        WHERE l.imagery_finder_id = :finder AND l.dream_id = :dream) d) x
+WHERE f.id = :finder
+"""
+
+
+@pytest.mark.parametrize("sieve", [1, 2, 64])
+async def test_the_sieve_drops_only_what_the_largest_footprints_cover(
+    session: AsyncSession, session_factory: Factory, monkeypatch: pytest.MonkeyPatch, sieve: int
+) -> None:
+    """The largest footprints are unioned first and what they cover is left out of the rest:
+    the union is the same whatever their number. With 2, the two tiles are the sieve; a scene
+    inside a tile is dropped, and the scenes that stick out of both (one half inside them,
+    one not touching them, a bow-tie, a footprint with an infinite vertex) are kept."""
+    monkeypatch.setattr("noctis.repositories.union.SIEVE", sieve)
+    dream = await add_dream(session, f"sieve {sieve}")
+    finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 12, 31))
+    june = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    await add_item(session, box(9.8, 44.8, 10.6, 46.2), june)  # a tile over the AOI's west
+    await add_item(session, box(10.5, 44.8, 11.2, 45.5), june)  # a tile over its south-east
+    for day in range(3):
+        await add_item(session, box(10.1, 45.1, 10.3, 45.3), june + timedelta(days=day))
+    await add_item(session, box(10.55, 45.4, 10.9, 45.9), june)  # half inside the tiles
+    await add_item(session, box(10.92, 45.7, 10.98, 45.95), june)  # outside both
+    await add_item(session, BOWTIE, june)
+    await session.commit()
+    await session.execute(
+        text(
+            "INSERT INTO archive_item (external_id, collection, footprint, acquired_at) SELECT "
+            "'non-finite', 's2', ST_SetSRID(ST_MakePolygon(ST_MakeLine(ARRAY["
+            "ST_MakePoint(10.7, 45.1), ST_MakePoint(10.8, 45.1), ST_MakePoint('Infinity', 45.2),"
+            " ST_MakePoint(10.7, 45.2), ST_MakePoint(10.7, 45.1)])), 4326), '2024-06-01T10:00Z'"
+        )
+    )
+    await session.commit()
+
+    union = await _union(session_factory, finder.id, dream.id)
+    ids = {"finder": finder.id, "dream": dream.id}
+    reference = (
+        await session.execute(
+            text(
+                "SELECT ST_Area(u::geography) / ST_Area(location::geography), ST_Area(u)"
+                f" FROM ({EVERY_FOOTPRINT}) r(u), imagery_finder WHERE id = :finder"
+            ),
+            ids,
+        )
+    ).one()
+    assert union is not None
+    # The same shape in the plane; its geography area reads each edge as a great-circle arc,
+    # and the two unions may split an edge at different points: a relative 1e-9 apart at most.
+    assert union == pytest.approx(float(reference[0]), rel=1e-9)
+    # In square degrees: the tiles cover 0.6 + 0.25 of the AOI, less their 0.05 overlap; the
+    # half-inside scene adds 0.12 and the one outside them 0.015, what a sieve that dropped
+    # them would lose; the bow-tie lies inside the half-inside scene.
+    assert float(reference[1]) == pytest.approx(0.8 + 0.12 + 0.015, abs=1e-9)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, func, literal, select, text
+from sqlalchemy import ColumnElement, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,11 +19,11 @@ from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import (
     CUSTOM_PLAN,
     MatchCriteria,
-    aoi_param,
     coverage_expression,
     match_conditions,
 )
-from noctis.repositories.geo import clean_footprint, spheroid_area, suspect
+from noctis.repositories.geo import suspect
+from noctis.repositories.union import union_share
 
 # Transaction-scoped, one round trip with the plan settings: concurrent runs of one study
 # take turns, so each reports consistent counts.
@@ -100,52 +100,11 @@ class LookupRepository:
         return LinkResult(new=int(new), total=int(new) + int(existing_count))
 
     async def union_coverage(self, *, criteria: MatchCriteria, dream_id: int) -> float | None:
-        """Fraction of the AOI covered by at least one linked item (None for a point AOI)."""
+        """Fraction of the AOI covered by at least one linked item (None for a point AOI): one
+        statement, :func:`noctis.repositories.union.union_share`."""
         if criteria.area_m2 is None or criteria.area_m2 <= 0:
             return None
-        # Each distinct footprint once (a revisit of a fixed tile repeats its footprint, and a
-        # union does not change when a member repeats), told apart by PostGIS' own geometry
-        # equality (exact: the same bytes, not the same bounding box); then union them and
-        # clip once: union(f) ∩ A = union(f ∩ A), one overlay instead of one per match.
-        # benchmarks/coverage.py measures both steps (DISTINCT on the geometry: 0.70x to 0.94x
-        # of every footprint at 1M; on its EWKB 0.76x to 1.02x).
-        distinct = (
-            select(ArchiveItem.footprint.label("footprint"))
-            .select_from(ArchiveLookupItem)
-            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(criteria.finder_id, dream_id))
-            .distinct()
-            .subquery("footprints")
-        )
-        footprint = distinct.c.footprint
-        aoi = aoi_param(criteria)
-        covered = func.ST_Intersection(func.ST_Union(clean_footprint(footprint)), aoi)
-        # No match: ST_Union is NULL, and least(1.0, NULL) is 1.0 (LEAST ignores NULLs).
-        union_area = func.coalesce(spheroid_area(covered), 0.0)
-        union_share = (
-            select(func.least(1.0, union_area / criteria.area_m2))
-            .select_from(distinct)
-            .scalar_subquery()
-        )
-        # One footprint covering the whole AOI settles it: the union covers it all (1.0, as
-        # the overlay would say up to its rounding). A tile larger than the AOI (a city under
-        # a Sentinel-2 or Landsat tile) makes this the usual case, and the union of thousands
-        # of revisits is then never built: CASE evaluates the subquery only when reached.
-        # Bounding box first (`~`, cheap), validity before the predicate (an invalid footprint
-        # may make GEOS raise).
-        one_covers = (
-            select(literal(1))
-            .select_from(ArchiveLookupItem)
-            .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(
-                *self._study(criteria.finder_id, dream_id),
-                ArchiveItem.footprint.op("~")(aoi),
-                func.ST_IsValid(ArchiveItem.footprint),
-                func.ST_Covers(ArchiveItem.footprint, aoi),
-            )
-            .exists()
-        )
-        stmt = select(case((one_covers, literal(1.0)), else_=union_share))
+        stmt = union_share(criteria, dream_id=dream_id)
         async with translated(f"computing the coverage of ImageryFinder {criteria.finder_id}"):
             await self._session.execute(CUSTOM_PLAN)
             return float((await self._session.execute(stmt)).scalar_one())

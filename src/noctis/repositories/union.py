@@ -1,0 +1,103 @@
+"""The union coverage of a study as one statement: the share of the AOI that at least one of
+its linked items covers. SQL only; :meth:`noctis.repositories.LookupRepository.union_coverage`
+runs it.
+
+The statement takes three exact shortcuts before the overlay, each leaving the union as it is:
+
+1. **One footprint covers the AOI**: the answer is 1.0 and nothing is unioned. A tile larger
+   than the AOI (a city under a Sentinel-2 or Landsat tile) makes this the usual case.
+2. **Each distinct footprint once**: a revisit of a fixed tile repeats its footprint, and a
+   union does not change when a member repeats. PostGIS' geometry equality tells them apart
+   (the same bytes, not the same bounding box).
+3. **The sieve**: the :data:`SIEVE` largest footprints are unioned first, and every footprint
+   that union covers is dropped before the union of the rest; a union does not change when a
+   member inside it is left out. Small scenes (SkySat, WorldView) inside large tiles
+   (Sentinel-2) are most of a mixed archive, and GEOS' cascaded union pays for every member:
+   ``benchmarks/coverage.py`` measures the sieve against the union of every distinct
+   footprint.
+
+Then the union is clipped to the AOI once: union(f) ∩ A = union(f ∩ A), one overlay instead of
+one per match. A footprint that needs repair enters in its repaired form
+(:func:`noctis.repositories.geo.clean_footprint`); one with a non-finite coordinate adds
+nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import Select, case, func, literal, select
+
+from noctis.models import ArchiveItem, ArchiveLookupItem
+from noctis.repositories.archive import MatchCriteria, aoi_param
+from noctis.repositories.geo import clean_footprint, spheroid_area
+
+SIEVE: Final = 64
+"""How many of the largest distinct footprints are unioned first (the module doc)."""
+
+
+def union_share(criteria: MatchCriteria, *, dream_id: int) -> Select[Any]:
+    """One row, one column: the study's union coverage in [0, 1] (0.0 without a match).
+
+    ``criteria`` must have an area (``area_m2 > 0``): a point AOI has no coverage.
+    """
+    assert criteria.area_m2 is not None and criteria.area_m2 > 0
+    study = [
+        ArchiveLookupItem.dream_id == dream_id,
+        ArchiveLookupItem.imagery_finder_id == criteria.finder_id,
+    ]
+    aoi = aoi_param(criteria)
+    linked = (
+        select(ArchiveItem.footprint.label("footprint"))
+        .select_from(ArchiveLookupItem)
+        .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+        .where(*study)
+        .distinct()
+        .subquery("linked")
+    )
+    # Referenced twice below, so PostgreSQL computes it once (a materialized CTE).
+    distinct = select(clean_footprint(linked.c.footprint).label("g")).cte("footprints")
+    largest = (
+        select(distinct.c.g)
+        .order_by(func.ST_Area(distinct.c.g).desc().nulls_last())
+        .limit(SIEVE)
+        .subquery("largest")
+    )
+    sieve = select(func.ST_Union(largest.c.g).label("u")).cte("sieve")
+    # A non-finite footprint (cleaned to NULL) sorts last and is dropped (ST_Covers is NULL):
+    # it adds nothing to the union either way. The sieve's union is NULL only when every
+    # footprint is; then nothing is kept.
+    rest = (
+        select(distinct.c.g.label("member"))
+        .select_from(distinct)
+        .join(sieve, literal(True))
+        .where(~func.ST_Covers(sieve.c.u, distinct.c.g))
+    )
+    members = select(sieve.c.u.label("member")).union_all(rest).subquery("members")
+    # Clipped in a subquery of its own, so the overlay runs once (spheroid_area reads its
+    # argument three times).
+    clipped = select(
+        func.ST_Intersection(func.ST_Union(members.c.member), aoi).label("covered")
+    ).subquery("clipped")
+    # No match: ST_Union is NULL, and coalesce makes it 0.0.
+    union_area = func.coalesce(spheroid_area(clipped.c.covered), 0.0)
+    union = (
+        select(func.least(1.0, union_area / criteria.area_m2))
+        .select_from(clipped)
+        .scalar_subquery()
+    )
+    # Bounding box first (`~`, cheap), validity before the predicate (an invalid footprint
+    # may make GEOS raise). CASE evaluates the union only when no footprint covers the AOI.
+    one_covers = (
+        select(literal(1))
+        .select_from(ArchiveLookupItem)
+        .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
+        .where(
+            *study,
+            ArchiveItem.footprint.op("~")(aoi),
+            func.ST_IsValid(ArchiveItem.footprint),
+            func.ST_Covers(ArchiveItem.footprint, aoi),
+        )
+        .exists()
+    )
+    return select(case((one_covers, literal(1.0)), else_=union))
