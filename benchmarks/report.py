@@ -471,8 +471,10 @@ def _reads(results: Results) -> list[str]:
     )
     return [
         "## The summary reads (after the link)\n",
-        "`LookupRepository.union_coverage` (ST_Union of every match's intersection with the"
-        " AOI, spheroidal area), `top_items` and `check_study`, each in its own UnitOfWork.\n",
+        "`LookupRepository.union_coverage` (the statement of `noctis.repositories.union`: 1.0"
+        " when one footprint covers the AOI, else the sieve and the union of the distinct"
+        " footprints, clipped once; spheroidal area), `top_items` and `check_study`, each in its"
+        " own UnitOfWork.\n",
         table(header, rows),
         "",
     ]
