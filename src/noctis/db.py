@@ -10,6 +10,7 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Final
 
 import asyncpg
 from sqlalchemy import create_engine
@@ -38,6 +39,15 @@ TRANSIENT_SQLSTATES = frozenset(
 )
 
 
+SESSION_SETTINGS: Final = {"jit": "off"}
+"""Set on every connection Noctis opens. JIT compiles the glue around PostGIS' C functions,
+which it cannot speed up, on every execution, once a statement's estimated cost passes
+``jit_above_cost`` (benchmarks/RESULTS.md, finding 4). PostGIS prices its functions high, so
+a study's summary reads outside the match rule's transactions were compiled too: on a flow
+run's new connection, at 18,469 items, 353 ms with JIT and 213 ms without (the suspect count,
+one ``ST_IsValid`` per item, 112 ms of it compilation)."""
+
+
 def make_engine(
     settings: Settings, *, pool_size: int | None = None, for_migrations: bool = False
 ) -> AsyncEngine:
@@ -46,9 +56,10 @@ def make_engine(
     ``statement_timeout`` stops a runaway query instead of hanging a worker (not for
     migrations: an index build on a large archive may rightly take longer).
     ``pool_pre_ping`` replaces connections that died while idle in the pool. TLS follows
-    libpq's parameters (:func:`ssl_argument`).
+    libpq's parameters (:func:`ssl_argument`). JIT is off for every statement
+    (:data:`SESSION_SETTINGS`).
     """
-    server_settings = {"application_name": APPLICATION_NAME}
+    server_settings = {"application_name": APPLICATION_NAME, **SESSION_SETTINGS}
     if settings.atlas_db_statement_timeout_ms and not for_migrations:
         server_settings["statement_timeout"] = str(settings.atlas_db_statement_timeout_ms)
     connect_args: dict[str, object] = {
@@ -127,7 +138,9 @@ def make_sync_engine(settings: Settings) -> Engine:
     libpq itself reads the TLS parameters (``sslmode`` ...) from the URL.
     """
     timeout = settings.atlas_db_statement_timeout_ms
-    options = f"-c statement_timeout={timeout}" if timeout else ""
+    options = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+    if timeout:
+        options += f" -c statement_timeout={timeout}"
     return create_engine(
         settings.atlas_sync_url,
         pool_pre_ping=True,

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from noctis.db import translated
+from noctis.db import sync_session, translated
 from noctis.devtools.localdb import free_port
 from noctis.errors import DatabaseError, DatabaseUnavailable, is_retryable
 from noctis.runtime import open_runtime
@@ -213,3 +213,12 @@ async def test_statement_timeout_is_a_server_setting_of_every_connection(
         with pytest.raises(DatabaseError, match="statement timeout"):
             async with translated("sleeping"):
                 await uow.session.execute(text("SELECT pg_sleep(5)"))
+
+
+async def test_jit_is_off_on_every_connection_async_and_sync(atlas_settings: Settings) -> None:
+    """Not only in the match rule's transactions: a summary read outside them (the suspect
+    count, one ST_IsValid per item) was JIT-compiled at the server's default."""
+    async with open_runtime(atlas_settings) as runtime, runtime.unit_of_work() as uow:
+        assert (await uow.session.execute(text("SHOW jit"))).scalar() == "off"
+    with sync_session(atlas_settings) as session:
+        assert session.execute(text("SHOW jit")).scalar() == "off"
