@@ -18,7 +18,11 @@ from pathlib import Path
 
 import asyncpg
 from geoalchemy2.shape import from_shape
-from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+from prefect.settings import (
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    temporary_settings,
+)
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from sqlalchemy.engine import URL
@@ -160,11 +164,22 @@ def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Conso
             )
 
 
+EPHEMERAL_STARTUP_S = 90
+"""The least start-up time the demo gives Prefect's ephemeral server (Prefect's default: 20 s).
+A first run on a fresh machine, its files not yet in the page cache, took longer than 20 s on 2
+cores once (2026-12-01, right after a CI run), and the README promises that the demo runs."""
+
+
 @contextlib.contextmanager
 def _flow_settings(settings: Settings) -> Iterator[None]:
     """The flow reads the demo's settings (not the environment's), and the ephemeral Prefect
-    server it may start phones no one."""
-    with use_settings(settings), temporary_settings({PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+    server it may start phones no one and has :data:`EPHEMERAL_STARTUP_S` to start."""
+    startup = max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), EPHEMERAL_STARTUP_S)
+    prefect_settings = {
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup,
+    }
+    with use_settings(settings), temporary_settings(prefect_settings):
         yield
 
 
