@@ -36,6 +36,7 @@ from sqlalchemy.types import NullType
 
 from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.repositories.archive import MatchCriteria, match_conditions
+from noctis.repositories.keys import of_study
 
 # Named paramstyle: the compiler then leaves '%' alone (no pyformat doubling).
 _DIALECT = postgresql.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
@@ -111,7 +112,7 @@ def study_sql(
         select(*_item_columns(coverage=True))
         .select_from(ArchiveLookupItem)
         .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-        .where(*study_conditions(finder_id=finder_id, dream_id=dream_id))
+        .where(*of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id))
         .order_by(ArchiveLookupItem.archive_item_id)
         .limit(limit)
     )
@@ -150,21 +151,12 @@ def plan_sql(*, finder_id: int, dream_id: int, per: str) -> str:
         .join(ArchiveLookupItem, ArchiveLookupItem.id == CoveragePlanItem.archive_lookup_item_id)
         .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
         .where(
-            CoveragePlan.dream_id == dream_id,
-            CoveragePlan.imagery_finder_id == finder_id,
+            *of_study(CoveragePlan, finder_id=finder_id, dream_id=dream_id),
             CoveragePlan.per == per,
         )
         .order_by(CoveragePlan.slice_start, CoveragePlanItem.rank)
     )
     return render(stmt)
-
-
-def study_conditions(*, finder_id: int, dream_id: int) -> list[ColumnElement[bool]]:
-    """The lookup rows of one study (a finder for a dream)."""
-    return [
-        ArchiveLookupItem.dream_id == dream_id,
-        ArchiveLookupItem.imagery_finder_id == finder_id,
-    ]
 
 
 def render(stmt: Select[Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, literal, or_, select, text
+from sqlalchemy import func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from noctis.repositories.archive import (
     match_conditions,
 )
 from noctis.repositories.geo import suspect
+from noctis.repositories.keys import of_study
 from noctis.repositories.union import union_share
 
 # Transaction-scoped, one round trip with the plan settings: concurrent runs of one study
@@ -90,7 +91,11 @@ class LookupRepository:
             .cte("inserted")
         )
         # The outer SELECT sees the snapshot from before the CTE's insert.
-        existing = select(func.count()).where(*self._study(finder_id, dream_id)).scalar_subquery()
+        existing = (
+            select(func.count())
+            .where(*of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id))
+            .scalar_subquery()
+        )
         stmt = select(
             select(func.count()).select_from(inserted).scalar_subquery().label("new"),
             existing.label("existing"),
@@ -115,7 +120,10 @@ class LookupRepository:
             select(func.count())
             .select_from(ArchiveLookupItem)
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(finder_id, dream_id), suspect(ArchiveItem.footprint))
+            .where(
+                *of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id),
+                suspect(ArchiveItem.footprint),
+            )
         )
         async with translated(f"counting the suspect items of ImageryFinder {finder_id}"):
             return int((await self._session.execute(stmt)).scalar_one())
@@ -133,7 +141,7 @@ class LookupRepository:
             return []
         nth = (
             select(ArchiveLookupItem.coverage)
-            .where(*self._study(finder_id, dream_id))
+            .where(*of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id))
             .order_by(ArchiveLookupItem.coverage.desc().nulls_last())
             .offset(limit - 1)
             .limit(1)
@@ -149,7 +157,7 @@ class LookupRepository:
             )
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
             .where(
-                *self._study(finder_id, dream_id),
+                *of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id),
                 or_(nth.is_(None), ArchiveLookupItem.coverage >= nth),
             )
             .order_by(
@@ -169,7 +177,7 @@ class LookupRepository:
             select(func.ST_AsBinary(ArchiveItem.footprint))
             .select_from(ArchiveLookupItem)
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*self._study(finder_id, dream_id))
+            .where(*of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id))
             .order_by(ArchiveLookupItem.coverage.desc().nulls_last(), ArchiveItem.id)
             .limit(limit)
         )
@@ -177,13 +185,8 @@ class LookupRepository:
             return [bytes(row) for row in (await self._session.scalars(stmt)).all()]
 
     async def count(self, *, finder_id: int, dream_id: int) -> int:
-        stmt = select(func.count()).where(*self._study(finder_id, dream_id))
+        stmt = select(func.count()).where(
+            *of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id)
+        )
         async with translated(f"counting the items of ImageryFinder {finder_id}"):
             return int((await self._session.execute(stmt)).scalar_one())
-
-    @staticmethod
-    def _study(finder_id: int, dream_id: int) -> list[ColumnElement[bool]]:
-        return [
-            ArchiveLookupItem.dream_id == dream_id,
-            ArchiveLookupItem.imagery_finder_id == finder_id,
-        ]

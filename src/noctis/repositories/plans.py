@@ -20,7 +20,6 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     any_,
     bindparam,
     cast,
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
+from noctis.repositories.keys import of_study
 
 _PLAN_LOCK = text(
     "SELECT pg_advisory_xact_lock(hashtextextended('noctis.plan:' || :finder || ':' || :dream, 0))"
@@ -109,7 +109,10 @@ class PlanRepository:
         stmt = (
             select(*(func.array_agg(aggregate_order_by(c, order)) for c in columns))
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-            .where(*_study(finder_id, dream_id), ArchiveLookupItem.coverage > 0)
+            .where(
+                *of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id),
+                ArchiveLookupItem.coverage > 0,
+            )
         )
         async with translated(f"reading the scenes of ImageryFinder {finder_id} to plan"):
             row = (await self._session.execute(stmt)).one()
@@ -140,7 +143,7 @@ class PlanRepository:
         self, *, finder_id: int, dream_id: int, per: str, slices: Sequence[StoredSlice]
     ) -> None:
         """Replace the study's stored plans of slicing ``per`` with ``slices``; no commit."""
-        study = (CoveragePlan.dream_id == dream_id, CoveragePlan.imagery_finder_id == finder_id)
+        study = of_study(CoveragePlan, finder_id=finder_id, dream_id=dream_id)
         async with translated(f"storing the coverage plan of ImageryFinder {finder_id}"):
             await self._session.execute(
                 _PLAN_LOCK, {"finder": str(finder_id), "dream": str(dream_id)}
@@ -182,11 +185,8 @@ class PlanRepository:
     async def count_items(self, *, finder_id: int, dream_id: int, per: str) -> int | None:
         """Scenes in the study's stored plans of slicing ``per``; None when none is stored."""
         stmt = select(func.count(CoveragePlan.id), func.coalesce(func.sum(CoveragePlan.scenes), 0))
-        stmt = stmt.where(
-            CoveragePlan.dream_id == dream_id,
-            CoveragePlan.imagery_finder_id == finder_id,
-            CoveragePlan.per == per,
-        )
+        study = of_study(CoveragePlan, finder_id=finder_id, dream_id=dream_id)
+        stmt = stmt.where(*study, CoveragePlan.per == per)
         async with translated(f"reading the coverage plan of ImageryFinder {finder_id}"):
             plans, scenes = (await self._session.execute(stmt)).one()
         return int(scenes) if plans else None
@@ -206,10 +206,3 @@ _PLAN_COLUMNS = (
     "aoi_m2",
     "reached",
 )
-
-
-def _study(finder_id: int, dream_id: int) -> tuple[ColumnElement[bool], ...]:
-    return (
-        ArchiveLookupItem.dream_id == dream_id,
-        ArchiveLookupItem.imagery_finder_id == finder_id,
-    )

@@ -31,6 +31,7 @@ from sqlalchemy import Select, case, func, literal, select
 from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import MatchCriteria, aoi_param
 from noctis.repositories.geo import clean_footprint, spheroid_area
+from noctis.repositories.keys import of_study
 
 SIEVE: Final = 64
 """How many of the largest distinct footprints are unioned first (the module doc)."""
@@ -42,10 +43,7 @@ def union_share(criteria: MatchCriteria, *, dream_id: int) -> Select[Any]:
     ``criteria`` must have an area (``area_m2 > 0``): a point AOI has no coverage.
     """
     assert criteria.area_m2 is not None and criteria.area_m2 > 0
-    study = [
-        ArchiveLookupItem.dream_id == dream_id,
-        ArchiveLookupItem.imagery_finder_id == criteria.finder_id,
-    ]
+    study = of_study(ArchiveLookupItem, finder_id=criteria.finder_id, dream_id=dream_id)
     aoi = aoi_param(criteria)
     linked = (
         select(ArchiveItem.footprint.label("footprint"))
