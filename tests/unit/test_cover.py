@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import shapely
 
-from noctis.cover import Per, PlanOptions, Preference, Scenes, make_plan, spheroid_area
+from noctis.cover import Per, PlanOptions, Preference, Scenes, areas, make_plan, spheroid_area
 from noctis.cover.plan import Plan
 from noctis.errors import PlanError
 
@@ -221,3 +221,33 @@ def _fewest(shapes: list[shapely.Geometry], goal_m2: float) -> int:
             if spheroid_area(union) >= goal_m2 * (1 - 1e-9):
                 return k
     raise AssertionError("the goal is out of reach")
+
+
+@pytest.mark.parametrize("sieve", [1, 2, 32])
+def test_the_union_sieve_gives_the_union_of_every_footprint(
+    sieve: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """union_area leaves out what the union of the largest footprints covers: the area must be
+    that of the union of all of them. Small scenes straddle the tiles' seams (covered only by
+    two tiles together), some stick out of every tile, one lies outside the AOI, one repeats a
+    tile, one is empty; with SIEVE 1 and 2 the sieve takes several rounds."""
+    monkeypatch.setattr(areas, "SIEVE", sieve)
+    rng = np.random.default_rng(7)
+    tiles = [
+        shapely.box(10 + i * 0.3, j * 0.3, 10.35 + i * 0.3, 0.35 + j * 0.3)
+        for i in range(3)
+        for j in range(3)
+    ]
+    seams = [
+        shapely.box(10.3 + x, 0.1 + y, 10.4 + x, 0.15 + y) for x, y in rng.random((40, 2)) * 0.5
+    ]
+    out = [shapely.box(10.95 + x, y, 11.2 + x, 0.02 + y) for x, y in rng.random((5, 2)) * 0.1]
+    shapes = [*seams, *tiles, *out, tiles[0], shapely.box(20.0, 5.0, 20.1, 5.1), shapely.Polygon()]
+    plane = areas.equal_area(np.array(shapes, dtype=object))
+    aoi = areas.equal_area(AOI)[0]
+    every = shapely.area(shapely.intersection(shapely.union_all(plane), aoi))
+    assert areas.union_area(plane, aoi) == pytest.approx(every, rel=1e-12)
+    assert areas.union_area(plane[:40], aoi) == pytest.approx(
+        shapely.area(shapely.intersection(shapely.union_all(plane[:40]), aoi)), rel=1e-12
+    )
+    assert areas.union_area(np.array([], dtype=object), aoi) == 0.0
