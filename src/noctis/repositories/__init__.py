@@ -5,6 +5,8 @@
 - :mod:`.lookups`: a study's lookup rows: the set-based link step, coverage, items.
 - :mod:`.plans`: a study's coverage plans: the candidate scenes, the stored plans.
 - :mod:`.geo`: areas and repairs as SQL expressions.
+- :mod:`.union`: a study's union coverage as one statement.
+- :mod:`.keys`: the rows of one study (the filter every repository shares).
 - :mod:`.standing`: the standing studies, the change queue and the set-based standing match.
 - :mod:`.outbox`: the notification outbox (written with the study, taken ``FOR UPDATE SKIP
   LOCKED`` by its senders).

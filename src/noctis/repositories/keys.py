@@ -1,16 +1,17 @@
 """The rows of one study (a finder for a dream): the one filter every repository shares.
 
-A study is keyed by ``(dream_id, imagery_finder_id)`` in ``archive_lookup_item`` (its matches)
-and in ``coverage_plan`` (its stored plans); both tables have the two columns by those names.
+A study is keyed by ``(dream_id, imagery_finder_id)`` in ``archive_lookup_item`` (its matches),
+``coverage_plan`` (its stored plans) and ``standing_study`` (its standing); each table has the
+two columns by those names.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement
 
-from noctis.models import ArchiveLookupItem, CoveragePlan
+from noctis.models import ArchiveLookupItem, CoveragePlan, StandingStudy
 
-StudyTable = type[ArchiveLookupItem] | type[CoveragePlan]
+StudyTable = type[ArchiveLookupItem] | type[CoveragePlan] | type[StandingStudy]
 
 
 def of_study(

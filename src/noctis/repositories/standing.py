@@ -66,6 +66,7 @@ from noctis.repositories.archive import (
     match_predicate,
     terms_coverage,
 )
+from noctis.repositories.keys import of_study
 
 FENCE_NAMESPACE = 0x4E535453  # "NSTS": the advisory lock space of the fence (two-int form)
 FENCE_BUCKETS = 32
@@ -186,7 +187,7 @@ class StandingRepository:
     async def close(self, *, finder_id: int, dream_id: int, reason: str) -> StandingState | None:
         """Close the study (unless closed already); None if it has no standing row."""
         s = StandingStudy
-        study = (s.imagery_finder_id == finder_id, s.dream_id == dream_id)
+        study = of_study(s, finder_id=finder_id, dream_id=dream_id)
         stmt = (
             update(s)
             .where(*study, s.closed_at.is_(None))
@@ -203,7 +204,7 @@ class StandingRepository:
         stmt = select(
             s.imagery_finder_id, s.dream_id, s.enrolled_at, s.ends_at, s.closed_at,
             s.closed_reason, stands(grace),
-        ).where(s.imagery_finder_id == finder_id, s.dream_id == dream_id)  # fmt: skip
+        ).where(*of_study(s, finder_id=finder_id, dream_id=dream_id))  # fmt: skip
         async with translated(f"reading the standing of ImageryFinder {finder_id}"):
             row = (await self._session.execute(stmt)).one_or_none()
         return None if row is None else StandingState(*row)
