@@ -135,16 +135,20 @@ WHERE f.id = :finder
 """
 
 
-@pytest.mark.parametrize("sieve", [1, 2, 64])
+@pytest.mark.parametrize("sieve", [(1,), (2,), (64,), (1, 1), (1, 2), (64, 448)])
 async def test_the_sieve_drops_only_what_the_largest_footprints_cover(
-    session: AsyncSession, session_factory: Factory, monkeypatch: pytest.MonkeyPatch, sieve: int
+    session: AsyncSession,
+    session_factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    sieve: tuple[int, ...],
 ) -> None:
-    """The largest footprints are unioned first and what they cover is left out of the rest:
-    the union is the same whatever their number. With 2, the two tiles are the sieve; a scene
-    inside a tile is dropped, and the scenes that stick out of both (one half inside them,
-    one not touching them, a bow-tie, a footprint with an infinite vertex) are kept."""
+    """The largest footprints are unioned first and what they cover is left out of the rest,
+    in rounds: the union is the same whatever their number and sizes. With (2,) or (1, 1) the
+    two tiles are the sieve; a scene inside a tile is dropped, and the scenes that stick out of
+    both (one half inside them, one not touching them, a bow-tie, a footprint with an infinite
+    vertex) are kept."""
     monkeypatch.setattr("noctis.repositories.union.SIEVE", sieve)
-    dream = await add_dream(session, f"sieve {sieve}")
+    dream = await add_dream(session, f"sieve {sieve!r}")
     finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 12, 31))
     june = datetime(2024, 6, 1, 10, tzinfo=UTC)
     await add_item(session, box(9.8, 44.8, 10.6, 46.2), june)  # a tile over the AOI's west
