@@ -37,16 +37,16 @@ TEMPLATE = "noctis_template"
 
 def _settings_for(url: URL) -> Settings:
     return Settings(
-        atlas_db_url=url.render_as_string(hide_password=False),  # type: ignore[arg-type]
+        atlas_db_url=url.render_as_string(hide_password=False),
         noctis_augur_api_url="",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
 def _head_revision() -> str:
     """The migrations' single head, as ``db upgrade`` leaves ``alembic_version`` (never a
     hard-coded revision: branches add revisions and the head moves)."""
-    config = migrate.alembic_config(Settings(_env_file=None))  # type: ignore[call-arg]
+    config = migrate.alembic_config(Settings(_env_file=None))
     (head,) = ScriptDirectory.from_config(config).get_heads()
     return str(head)
 

@@ -204,8 +204,8 @@ def chaos_stack(
     atlas_url = _create_database(admin_url, "chaos_atlas")
     prefect_url = _create_database(admin_url, "chaos_prefect")
     atlas = Settings(
-        atlas_db_url=atlas_url.render_as_string(hide_password=False),  # type: ignore[arg-type]
-        _env_file=None,  # type: ignore[call-arg]
+        atlas_db_url=atlas_url.render_as_string(hide_password=False),
+        _env_file=None,
     )
     server: PrefectServer | None = None
     stack: Stack | None = None

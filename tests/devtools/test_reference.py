@@ -112,7 +112,11 @@ async def test_check_names_missing_and_unexpected_lookup_rows(conn: asyncpg.Conn
     )
 
     check = await check_against_reference(conn, finder, dream)
-    assert (check.matched, check.missing, check.unexpected) == (5, {left_out}, {extra})
+    assert (check.matched, check.missing, check.unexpected) == (
+        5,
+        frozenset({left_out}),
+        frozenset({extra}),
+    )
     assert not check.agrees
 
     await conn.execute("DELETE FROM archive_lookup_item WHERE archive_item_id = $1", extra)

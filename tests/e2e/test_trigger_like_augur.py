@@ -26,7 +26,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from noctis.augur import failed_key
 from noctis.db import libpq_dsn
 from noctis.deployment import (
-    ATLAS_WRITES_LIMIT,
     CLOSE_FULL_NAME,
     DEFAULT_ZOMBIE_AFTER,
     DISPATCHER_FULL_NAME,
@@ -39,6 +38,7 @@ from noctis.deployment import (
     ZOMBIE_CRASH_MESSAGE,
     register,
 )
+from noctis.flows.imagery_finder_study import ATLAS_WRITES_LIMIT
 from noctis.settings import DEFAULT_NOTIFY_PATH, Settings
 from tests.e2e.conftest import (
     AUGUR_TOKEN,

@@ -263,7 +263,7 @@ async def test_missing_pk_is_refused(
 
     dream = await _with_items(admin)
     with pytest.raises(TypeError, match="imagery_finder_pk"):
-        await imagery_finder_study(dream_pk=dream, return_state=True)  # type: ignore[call-arg]
+        await imagery_finder_study(dream_pk=dream, return_state=True)
     assert await lookup_count(admin) == 0
     assert augur_stub.requests == []
 

@@ -153,9 +153,9 @@ async def test_atlas_that_accepts_but_never_answers_times_out_as_transient(
         silent.listen(8)
         port = silent.getsockname()[1]
         settings = Settings(
-            atlas_db_url=f"postgresql://noctis:{DB_PASSWORD}@127.0.0.1:{port}/augur",  # type: ignore[arg-type]
+            atlas_db_url=f"postgresql://noctis:{DB_PASSWORD}@127.0.0.1:{port}/augur",
             atlas_db_connect_timeout=0.5,
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         started = time.monotonic()
         async with open_runtime(settings) as runtime:

@@ -21,8 +21,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
-from prefect.states import State
+from prefect.client.schemas.objects import State, StateType
 
 from noctis.augur import Notification, failed_key
 from noctis.deployment import FULL_NAME, STUCK_CRASH_MESSAGE, register

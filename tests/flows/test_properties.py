@@ -114,13 +114,19 @@ def locations(draw: st.DrawFn) -> tuple[str, shapely.Geometry]:
 # Mostly usable values, so that most cases run all the way; the edges often enough to matter.
 recent = st.dates(min_value=date(2023, 6, 1), max_value=date(2024, 12, 31))
 dates = st.one_of(st.none(), st.none(), recent, recent, recent, st.dates(), st.sampled_from(DATES))
-real = {"width": 32, "allow_subnormal": False}  # max_cloud_cover is a real
+
+
+def real(low: float, high: float) -> st.SearchStrategy[float]:
+    """Floats as a ``real`` (max_cloud_cover's type) holds them."""
+    return st.floats(low, high, width=32, allow_subnormal=False)
+
+
 clouds = st.one_of(
     st.none(),
     st.none(),
-    st.floats(0, 100, **real),
-    st.floats(0, 100, **real),
-    st.floats(-20, 120, **real),
+    real(0, 100),
+    real(0, 100),
+    real(-20, 120),
     st.sampled_from([0.0, 100.0, math.nan, math.inf, -math.inf]),
 )
 names = st.sampled_from(["sentinel-2-l2a", "landsat-c2-l2", "x", "", "é'\"; --"])

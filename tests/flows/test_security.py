@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, quote_plus
 
 import prefect.settings
@@ -300,10 +300,10 @@ async def _server_side(states: list[State[Any]], since: datetime) -> list[str]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
         ):
             texts.append(run.model_dump_json())
-        for run in await client.read_task_runs(
+        for task_run in await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
         ):
-            texts.append(run.model_dump_json())
+            texts.append(task_run.model_dump_json())
         for log in await client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
         ):
@@ -444,7 +444,8 @@ def _built_sql(node: ast.expr) -> str | None:
     """The source of a string built at run time (f-string, %, +, .format), else None."""
     if isinstance(node, ast.JoinedStr):
         return "".join(
-            v.value if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}"
+            # An f-string's constant parts are str (typeshed: any constant's type).
+            cast(str, v.value) if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}"
             for v in node.values
             if isinstance(v, ast.Constant | ast.FormattedValue)
         )

@@ -10,9 +10,8 @@ import re
 import uuid
 
 import psycopg
-from click.testing import Result
 from prefect.client.orchestration import get_client
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from noctis.cli import app
 from noctis.deployment import CLOSE_FULL_NAME, STANDING_FULL_NAME, register_standing

@@ -161,9 +161,9 @@ def _closed_port() -> int:
 
 def test_a_refused_connection_fails_fast_without_the_password() -> None:
     settings = Settings(
-        atlas_db_url=f"postgresql://noctis:s3cret-pw@127.0.0.1:{_closed_port()}/atlas",  # type: ignore[arg-type]
+        atlas_db_url=f"postgresql://noctis:s3cret-pw@127.0.0.1:{_closed_port()}/atlas",
         atlas_db_connect_timeout=2,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable) as caught:

@@ -3,23 +3,26 @@ a real database."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from noctis.models import ArchiveItem
 from noctis.repositories.geo import clean_footprint, clipped_share, spheroid_area, suspect
 from tests.support.studies import seed_grid
 
 
-async def _one(session: AsyncSession, expr: object) -> float:
+async def _one(session: AsyncSession, expr: ColumnElement[Any]) -> float:
     return float((await session.execute(select(expr))).scalar_one())
 
 
-def _geom(wkt: str) -> object:
+def _geom(wkt: str) -> ColumnElement[Any]:
     return func.ST_GeomFromText(wkt, 4326)
 
 

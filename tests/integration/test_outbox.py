@@ -23,6 +23,7 @@ from noctis.augur import (
 )
 from noctis.models import ArchiveLookupItem, NotificationOutbox
 from noctis.outbox import EndedRun
+from noctis.repositories import OutboxMessage
 from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
 from tests.support.augur_stub import AugurStub, Reply
@@ -59,7 +60,7 @@ async def _studies(session: AsyncSession, factory: Factory, n: int = 1) -> list[
         return [await check_study(uow, finder_id=f.id, dream_id=dream.id) for f in finders]
 
 
-async def _link(factory: Factory, study: CheckedStudy, run: str = RUN) -> outbox.OutboxMessage:
+async def _link(factory: Factory, study: CheckedStudy, run: str = RUN) -> OutboxMessage:
     async with UnitOfWork(factory) as uow:
         linked = await link_study(uow, study, announce_as=run)
     assert linked.message is not None
@@ -410,20 +411,20 @@ async def test_two_dispatchers_and_the_senders_of_each_row_never_send_one_row_tw
     messages = [await _link(session_factory, s, run=f"run-{i}") for i, s in enumerate(studies)]
     augur_stub.fallback(Reply(stall=0.05))  # slow enough for the senders to meet
     opener = _opener(session_factory)
-    outcomes = await asyncio.gather(
-        outbox.dispatch(opener, augur, by="dispatcher-1", give_up_after=DAY),
-        outbox.dispatch(opener, augur, by="dispatcher-2", give_up_after=DAY),
-        *(outbox.deliver(opener, augur, m.id, by="flow", give_up_after=DAY) for m in messages),
+    reports, deliveries = await asyncio.gather(
+        asyncio.gather(
+            outbox.dispatch(opener, augur, by="dispatcher-1", give_up_after=DAY),
+            outbox.dispatch(opener, augur, by="dispatcher-2", give_up_after=DAY),
+        ),
+        asyncio.gather(
+            *(outbox.deliver(opener, augur, m.id, by="flow", give_up_after=DAY) for m in messages)
+        ),
     )
     sent = Counter(r.header("Idempotency-Key") for r in augur_stub.requests)
     assert set(sent) == {m.key for m in messages}
     assert set(sent.values()) == {1}  # every row sent once, by exactly one sender
-    delivered = (
-        sum(o.delivered for o in outcomes[:2])
-        + sum(  # type: ignore[union-attr]
-            o.outcome == "delivered"  # type: ignore[union-attr]
-            for o in outcomes[2:]
-        )
+    delivered = sum(r.delivered for r in reports) + sum(
+        d.outcome == "delivered" for d in deliveries
     )
     assert delivered == len(messages)
     assert {r.state for r in await _rows(session)} == {"delivered"}

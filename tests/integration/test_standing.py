@@ -209,6 +209,7 @@ async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(
     scene = await _item(admin, square(10, 45, 0.1))
     await _pass(session_factory)
     [(_, before, _)] = await coverages(admin, finder, dream)
+    assert before is not None
     await admin.execute(
         "UPDATE archive_item SET footprint = ST_Buffer(footprint, 0.1, 'join=mitre') WHERE id = %s",
         (scene,),
@@ -216,6 +217,7 @@ async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(
     report = await _pass(session_factory)
     assert (report.new, report.removed, report.notifications) == (0, 0, 0)  # no Augur here
     [(_, after, expected)] = await coverages(admin, finder, dream)
+    assert after is not None
     assert after == pytest.approx(expected, rel=1e-9)
     assert after > before
 

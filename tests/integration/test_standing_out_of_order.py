@@ -291,7 +291,7 @@ async def test_a_scene_committed_between_the_link_statement_and_its_commit_is_no
             admin,
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-            unless=matching,  # type: ignore[arg-type]
+            unless=matching,
         )
         await blocker.rollback()
     await linking

@@ -110,7 +110,7 @@ def tls_server(postgis_url: URL, pki: Pki) -> Iterator[URL]:
 def _settings(server: URL, database: str | None, **query: str) -> Settings:
     url = server.set(drivername="postgresql", host="127.0.0.1", database=database)
     url = url.update_query_dict(query)
-    return Settings(atlas_db_url=url.render_as_string(hide_password=False), _env_file=None)  # type: ignore[arg-type]
+    return Settings(atlas_db_url=url.render_as_string(hide_password=False), _env_file=None)
 
 
 async def _uses_tls(settings: Settings) -> bool:

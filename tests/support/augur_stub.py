@@ -138,7 +138,9 @@ class AugurStub:
     def start(self) -> Self:
         self._stopping.clear()
         server = ThreadingHTTPServer(self._address, _handler_for(self))
-        self._address = server.server_address[:2]  # a restart comes back on the same port
+        host, port = server.server_address[:2]  # a restart comes back on the same port
+        assert isinstance(host, str)  # an AF_INET server's address: (host, port)
+        self._address = (host, port)
         server.daemon_threads = False  # server_close() joins handlers: stop leaves no thread
         self._server = server
         self._thread = threading.Thread(

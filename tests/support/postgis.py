@@ -40,8 +40,8 @@ def _docker_running() -> bool:
 @contextlib.contextmanager
 def postgis_server() -> Iterator[tuple[URL, str]]:
     """Yields (an admin URL with the asyncpg driver, where it came from)."""
-    if url := os.environ.get("NOCTIS_TEST_DATABASE_URL"):
-        yield make_url(url).set(drivername="postgresql+asyncpg"), "NOCTIS_TEST_DATABASE_URL"
+    if env_url := os.environ.get("NOCTIS_TEST_DATABASE_URL"):
+        yield make_url(env_url).set(drivername="postgresql+asyncpg"), "NOCTIS_TEST_DATABASE_URL"
         return
     if find_bindir() is not None:
         with LocalPostgis() as pg:

@@ -63,9 +63,9 @@ def prefect_harness_on_postgres(database_url: str, *, startup_timeout: int = 300
 
 async def _drain() -> None:
     with contextlib.suppress(RuntimeError):  # the log worker may never have started
-        result = APILogWorker.instance().drain()
-        if inspect.isawaitable(result):
-            await result
-    result = EventsWorker.drain_all()
-    if inspect.isawaitable(result):
-        await result
+        drained = APILogWorker.instance().drain()
+        if inspect.isawaitable(drained):
+            await drained
+    all_drained = EventsWorker.drain_all()
+    if inspect.isawaitable(all_drained):
+        await all_drained

@@ -27,7 +27,7 @@ def test_export_without_the_notebook_extra_writes_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, module: str, fmt: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)
-    settings = Settings(atlas_db_url="postgresql://u:p@127.0.0.1:1/db", _env_file=None)  # type: ignore[arg-type]
+    settings = Settings(atlas_db_url="postgresql://u:p@127.0.0.1:1/db", _env_file=None)
     with pytest.raises(MissingExtra, match=rf"needs {module}.*noctis\[notebook\]"):
         export_study(1, 1, fmt=fmt, output=tmp_path / "out", settings=settings)
     assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from prefect.events.filters import EventRelatedFilter
 
 from noctis.pickup import SCHEDULED, _Coalesced, scheduled_in_pool
 
@@ -32,7 +33,8 @@ class FakeWorker:
 def test_the_filter_is_the_pools_scheduled_runs() -> None:
     f = scheduled_in_pool("1b7e")
     assert f.event is not None and f.event.name == [SCHEDULED]
-    assert f.related is not None and f.related.id == ["prefect.work-pool.1b7e"]
+    assert isinstance(f.related, EventRelatedFilter)
+    assert f.related.id == ["prefect.work-pool.1b7e"]
 
 
 async def test_a_burst_of_events_costs_one_poll_more() -> None:

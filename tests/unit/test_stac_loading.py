@@ -193,9 +193,10 @@ def test_a_collection_outside_the_allow_list(tmp_path: Path) -> None:
 
 
 def test_skip_invalid_reports_each_bad_item_and_keeps_the_good(tmp_path: Path) -> None:
+    negative_cloud: dict[str, Any] = {"eo:cloud_cover": -3}
     path = write_ndjson(
         tmp_path / "items.ndjson",
-        [item("A"), item("B", datetime="nope"), item("C"), item("D", **{"eo:cloud_cover": -3})],
+        [item("A"), item("B", datetime="nope"), item("C"), item("D", **negative_cloud)],
     )
     reported: list[str] = []
     result = check_file(path, LoadOptions(skip_invalid=True, report=reported.append))
@@ -214,7 +215,8 @@ def test_many_bad_items_are_counted_and_the_message_stays_short(tmp_path: Path) 
 
 
 def test_positions_in_an_item_collection_and_in_geoparquet(tmp_path: Path) -> None:
-    bad = item("B", **{"eo:cloud_cover": 101})
+    over_100: dict[str, Any] = {"eo:cloud_cover": 101}
+    bad = item("B", **over_100)
     collection = write_collection(tmp_path / "items.json", [item("A"), bad])
     parquet = write_parquet(tmp_path / "items.parquet", [item("A"), bad])
     for path, where in ((collection, "features[1]"), (parquet, "row 2")):
@@ -288,7 +290,8 @@ def test_a_null_datetime_takes_start_datetime_in_utc() -> None:
 
 
 def test_unknown_cloud_cover_and_gsd_are_null() -> None:
-    row = parse_item(item("A", **{"eo:cloud_cover": None, "gsd": None}))
+    unknown: dict[str, Any] = {"eo:cloud_cover": None, "gsd": None}
+    row = parse_item(item("A", **unknown))
     assert (row.cloud_cover, row.gsd) == (None, None)
 
 
