@@ -71,16 +71,16 @@ def take_in_order(
     return Taken(taken, covered, time.perf_counter() - started)
 
 
-def cloud_first(cloud: np.ndarray, acquired_s: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def cloud_first(cloud: np.ndarray, acquired_s: np.ndarray) -> np.ndarray:
     """Least cloud first (unknown last), then newest."""
     return np.lexsort((-acquired_s, np.where(np.isnan(cloud), np.inf, cloud)))
 
 
 def coverage_first(
-    coverage: np.ndarray,  # type: ignore[type-arg]
-    cloud: np.ndarray,  # type: ignore[type-arg]
-    acquired_s: np.ndarray,  # type: ignore[type-arg]
-) -> np.ndarray:  # type: ignore[type-arg]
+    coverage: np.ndarray,
+    cloud: np.ndarray,
+    acquired_s: np.ndarray,
+) -> np.ndarray:
     """Largest coverage first, then least cloud (unknown last), then newest."""
     return np.lexsort((-acquired_s, np.where(np.isnan(cloud), np.inf, cloud), -coverage))
 

@@ -109,7 +109,7 @@ def read(reader: str, url: str, finder: int, dream: int, out: str) -> dict[str, 
     from noctis.notebook import open_uow
     from noctis.repositories.bulk import study_sql
 
-    settings = Settings(atlas_db_url=url, _env_file=None)  # type: ignore[arg-type]
+    settings = Settings(atlas_db_url=url, _env_file=None)
     started = time.perf_counter()
     rows = 0
     trace: list[tuple[int, float]] = [(0, _status_mb("VmRSS"))]
@@ -190,7 +190,7 @@ def database(server_url: URL | None) -> Iterator[URL]:
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
             url = server_url.set(database=name)
-            migrate.upgrade(Settings(atlas_db_url=url.render_as_string(hide_password=False)))  # type: ignore[arg-type]
+            migrate.upgrade(Settings(atlas_db_url=url.render_as_string(hide_password=False)))
             yield url
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:

@@ -81,8 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     with LocalPostgis() as pg:
         settings = Settings(
-            atlas_db_url=pg.url("postgres").render_as_string(hide_password=False),  # type: ignore[arg-type]
-            _env_file=None,  # type: ignore[call-arg]
+            atlas_db_url=pg.url("postgres").render_as_string(hide_password=False),
+            _env_file=None,
         )
         migrate.upgrade(settings)  # runs its own event loop
         asyncio.run(_measure(settings, args.size, args.repeat))

@@ -122,7 +122,7 @@ async def _baselines(
     return taken, clouds
 
 
-def _mean_cloud(values: np.ndarray) -> float:  # type: ignore[type-arg]
+def _mean_cloud(values: np.ndarray) -> float:
     known = values[~np.isnan(values)]
     return float(known.mean()) if len(known) else float("nan")
 
@@ -171,9 +171,10 @@ async def measure(url: URL, key: str, *, runs: int, log: Callable[[str], None]) 
                 time.perf_counter() - started,
             )
         if key in SQL_CASES:
-            window = tuple(
-                datetime.combine(d, dtime(0), tzinfo=UTC) + timedelta(days=i)
-                for i, d in enumerate(WINDOWS[key.partition("/")[2]])
+            first, last = WINDOWS[key.partition("/")[2]]
+            window = (
+                datetime.combine(first, dtime(0), tzinfo=UTC),
+                datetime.combine(last, dtime(0), tzinfo=UTC) + timedelta(days=1),
             )
             outcome.sql = await sql_greedy(
                 conn,

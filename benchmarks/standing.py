@@ -278,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         url = asyncio.run(create_database(srv.admin_url, name))
         try:
             settings = Settings(
-                atlas_db_url=url.render_as_string(hide_password=False),  # type: ignore[arg-type]
+                atlas_db_url=url.render_as_string(hide_password=False),
                 noctis_augur_api_url=augur.url,
-                _env_file=None,  # type: ignore[call-arg]
+                _env_file=None,
             )
             migrate.upgrade(settings)
             asyncio.run(_run(settings, run, augur, args.baseline_studies))

@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         url = asyncio.run(create_database(srv.admin_url, name))
         try:
             settings = Settings(
-                atlas_db_url=url.render_as_string(hide_password=False),  # type: ignore[arg-type]
-                _env_file=None,  # type: ignore[call-arg]
+                atlas_db_url=url.render_as_string(hide_password=False),
+                _env_file=None,
             )
             migrate.upgrade(settings)
             started = time.monotonic()
