@@ -222,6 +222,44 @@ async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(
     assert after > before
 
 
+HEXAGON = "POLYGON((10 44.3, 10.3 44, 10.7 44, 11 44.3, 10.7 44.9, 10.3 44.9, 10 44.3))"
+# A quadrilateral whose third vertex has x = %(x)s (WKT cannot spell Infinity or NaN).
+NON_FINITE = (
+    "ST_SetSRID(ST_MakePolygon(ST_MakeLine(ARRAY[ST_MakePoint(10.1, 44.1), ST_MakePoint(10.4, "
+    "44.1), ST_MakePoint(%(x)s::float8, 44.4), ST_MakePoint(10.1, 44.4), ST_MakePoint(10.1, "
+    "44.1)])), 4326)"
+)
+
+
+async def test_a_non_finite_footprint_under_a_hexagon_does_not_fail_the_batch(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    """GEOS raises on a non-finite footprint for an AOI that is not a rectangle; the matcher
+    decides it by its box (as the link step does), both when it arrives and when an update
+    makes a linked scene's footprint non-finite."""
+    finder, dream = await _study(session, session_factory, HEXAGON)
+    bad = await scalar(
+        admin,
+        "INSERT INTO archive_item (external_id, collection, footprint, acquired_at) VALUES "
+        f"('bad', 'sentinel-2-l2a', {NON_FINITE}, '2024-06-01T00:00Z') RETURNING id",
+        {"x": "Infinity"},
+    )
+    good = await _item(admin, square(10.5, 44.5, 0.1))
+    report = await _pass(session_factory)
+    assert (report.scenes, report.new, report.removed) == (2, 2, 0)
+    assert await linked_ids(admin, finder, dream) == sorted([bad, good])
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+    await admin.execute(
+        f"UPDATE archive_item SET footprint = {NON_FINITE} WHERE id = %(id)s",
+        {"x": "NaN", "id": good},
+    )
+    report = await _pass(session_factory)
+    assert (report.scenes, report.new, report.removed) == (1, 0, 0)  # still linked, by its box
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+    for _, recorded, expected in await coverages(admin, finder, dream):
+        assert recorded is None and expected is None
+
+
 # ------------------------------------------------------------------------------ the rule
 
 

@@ -5,7 +5,9 @@ the ``imagery_finder`` row and builds the window in SQL from the finder's dates,
 where the link step binds the AOI and a window computed in Python. Each clause
 is the README's rule ("The match rule and the schema") as written there:
 
-- ``ST_Intersects(footprint, location)``: touching counts;
+- ``ST_Intersects(footprint, location)``: touching counts; a footprint with a
+  non-finite coordinate (which GEOS cannot test: it raises on some locations) by
+  its bounding box, ``footprint && location``;
 - ``acquired_at >= start_date 00:00 UTC`` and ``< (end_date + 1) 00:00 UTC``,
   each only when the date is set;
 - ``cloud_cover <= max_cloud_cover`` when set (so an unknown cloud cover, NULL,
@@ -42,7 +44,11 @@ __all__ = [
 _TEMPLATE: Final = """
 SELECT a.id
 FROM archive_item a JOIN imagery_finder f ON f.id = {finder}
-WHERE ST_Intersects(a.footprint, f.location)
+WHERE a.footprint && f.location
+  AND CASE WHEN NOT ST_IsValid(a.footprint)
+                AND starts_with(ST_IsValidReason(a.footprint), 'Invalid Coordinate')
+           THEN true
+           ELSE ST_Intersects(a.footprint, f.location) END
   AND (f.start_date IS NULL OR a.acquired_at >= f.start_date::timestamp AT TIME ZONE 'UTC')
   AND (f.end_date IS NULL OR a.acquired_at < (f.end_date + 1)::timestamp AT TIME ZONE 'UTC')
   AND (f.max_cloud_cover IS NULL OR a.cloud_cover <= f.max_cloud_cover)

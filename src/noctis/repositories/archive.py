@@ -1,7 +1,9 @@
 """The match rule and the archive search: what "matches" means, in one place.
 
 An archive item matches a finder when its footprint intersects the finder's
-location (``ST_Intersects``, so touching counts) and it was acquired in
+location (``ST_Intersects``, so touching counts; a footprint with a non-finite
+coordinate, which GEOS cannot test, by its bounding box:
+:func:`noctis.repositories.geo.intersects`) and it was acquired in
 ``[start_date 00:00 UTC, end_date + 1 day 00:00 UTC)``; a null date leaves that
 side open. ``max_cloud_cover`` excludes cloudier items and items of unknown
 cloud cover; ``collections`` keeps only those collections.
@@ -41,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem
-from noctis.repositories.geo import clipped_share
+from noctis.repositories.geo import clipped_share, intersects
 
 # Run before every statement of the match rule, for its transaction only: a custom plan for
 # every execution (module doc), and no JIT: it compiles calls into PostGIS' C functions that
@@ -121,7 +123,7 @@ def column_terms(
 
 def match_predicate(terms: FinderTerms) -> list[ColumnElement[bool]]:
     """THE match rule, as SQL conditions on ``archive_item`` for the finder ``terms``."""
-    conditions: list[ColumnElement[bool]] = [func.ST_Intersects(ArchiveItem.footprint, terms.aoi)]
+    conditions: list[ColumnElement[bool]] = [intersects(ArchiveItem.footprint, terms.aoi)]
 
     def add(term: ColumnElement[Any] | None, condition: ColumnElement[bool]) -> None:
         if term is not None:

@@ -21,11 +21,19 @@ matched row for this (measured in docs/reliability.md).
 
 **Non-finite footprints.** A footprint with an ``Infinity`` or ``NaN`` coordinate is bad
 archive data that no repair makes right: ``ST_MakeValid`` gives NULL for the first and
-silently drops the vertex of the second. Such an item still matches when ``ST_Intersects``
-says so (the match rule does not change), but it never gets a coverage (NULL, never a made-up
-number: :func:`clipped_share`), it adds nothing to the union coverage (:func:`clean_footprint`
-gives NULL), and the study counts it as suspect (:func:`non_finite`). Only invalid footprints
+silently drops the vertex of the second. Such an item still matches (by its bounding box:
+:func:`intersects`, below), but it never gets a coverage (NULL, never a made-up number:
+:func:`clipped_share`), it adds nothing to the union coverage (:func:`clean_footprint` gives
+NULL), and the study counts it as suspect (:func:`non_finite`). Only invalid footprints
 are asked, so valid ones pay nothing for this.
+
+**The match on any footprint.** GEOS refuses non-finite numbers in its predicates: on such a
+footprint ``ST_Intersects`` raises ``CGAlgorithmsDD::orientationIndex encountered NaN/Inf
+numbers`` for some AOIs (a 500-vertex country) and answers for others (a rectangle, which
+GEOS decides from the boxes), so one bad scene would fail every study whose AOI its box meets.
+:func:`intersects` asks GEOS only of footprints whose coordinates are all finite (their
+perimeter is: one pass over the vertices, no GEOS) and decides a non-finite one by its
+bounding box.
 """
 
 from __future__ import annotations
@@ -33,12 +41,25 @@ from __future__ import annotations
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import ColumnElement, and_, case, cast, func, literal
+from sqlalchemy import Boolean, ColumnElement, and_, case, cast, func, literal, literal_column, true
 
 EQUAL_AREA_PROJ = "+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
 """Lambert cylindrical equal-area on WGS 84 (areas in m² equal the spheroid's)."""
 DENSIFY_DEGREES = 1.0
 WIDE_DEGREES = 180.0
+
+
+def intersects(footprint: Any, aoi: Any) -> ColumnElement[bool]:
+    """``ST_Intersects(footprint, aoi)`` for any footprint Atlas may hold (module doc): the
+    boxes first (``&&``, what the archive's GiST index answers), then the exact predicate
+    (``_ST_Intersects``: the same C function, prepared AOI cache included, without the index
+    support that ``&&`` gives here) when the footprint's coordinates are all finite; a
+    non-finite footprint matches when its box meets the AOI's. CASE makes the finiteness test
+    run first: PostgreSQL does not promise the order of ANDed conditions.
+    """
+    finite = func.ST_Perimeter(footprint) < literal_column("'Infinity'::float8")  # NaN too
+    exact = getattr(func, "_ST_Intersects")(footprint, aoi, type_=Boolean)  # noqa: B009
+    return and_(footprint.bool_op("&&")(aoi), case((finite, exact), else_=true()))
 
 
 def _equal_area(geom: Any) -> ColumnElement[float]:
