@@ -34,6 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
 import shapely
 
 from noctis.errors import ExportError
@@ -159,17 +160,21 @@ def _write_parquet(handle: IO[bytes], batches: Iterator[pyarrow.RecordBatch]) ->
     try:
         for batch in batches:
             geoms = shapely.from_wkb(batch.column("footprint").to_numpy(zero_copy_only=False))
-            box = shapely.bounds(geoms)
-            low, high = box.min(axis=0), box.max(axis=0)
-            bounds = [
-                min(bounds[0], float(low[0])),
-                min(bounds[1], float(low[1])),
-                max(bounds[2], float(high[2])),
-                max(bounds[3], float(high[3])),
-            ]
-            types.update(shapely.get_type_id(geoms).tolist())
+            box = shapely.bounds(geoms)  # NaN for a NULL footprint (a non-finite one)
+            present = ~np.isnan(box[:, 0])
+            if present.any():
+                low, high = box[present].min(axis=0), box[present].max(axis=0)
+                bounds = [
+                    min(bounds[0], float(low[0])),
+                    min(bounds[1], float(low[1])),
+                    max(bounds[2], float(high[2])),
+                    max(bounds[3], float(high[3])),
+                ]
+            types.update(shapely.get_type_id(geoms[present]).tolist())
             covering = pa.StructArray.from_arrays(
-                [pa.array(box[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+                [pa.array(box[:, i], mask=~present) for i in range(4)],
+                names=["xmin", "ymin", "xmax", "ymax"],
+                mask=pa.array(~present),
             )
             table = pa.Table.from_batches([batch])
             footprint = table.schema.get_field_index("footprint")
@@ -195,22 +200,23 @@ _TYPE_NAMES = {3: "Polygon", 6: "MultiPolygon"}
 
 
 def _geo_metadata(bounds: list[float], type_ids: set[int]) -> dict[str, Any]:
+    """GeoParquet's ``geo`` metadata; no ``bbox`` (it is optional) when no footprint is present
+    (every row's is NULL): [inf, inf, -inf, -inf] is not JSON."""
     crs = json.loads(resources.files("noctis").joinpath("data/epsg4326.projjson").read_text())
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": sorted(_TYPE_NAMES[t] for t in type_ids),
+        "crs": crs,
+        "edges": "planar",  # the match rule reads edges as straight lines in lon/lat
+        "bbox": bounds,
+        "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
+    }
+    if not all(math.isfinite(v) for v in bounds):
+        del column["bbox"]
     return {
         "version": GEOPARQUET_VERSION,
         "primary_column": "footprint",
-        "columns": {
-            "footprint": {
-                "encoding": "WKB",
-                "geometry_types": sorted(_TYPE_NAMES[t] for t in type_ids),
-                "crs": crs,
-                "edges": "planar",  # the match rule reads edges as straight lines in lon/lat
-                "bbox": bounds,
-                "covering": {
-                    "bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")},
-                },
-            }
-        },
+        "columns": {"footprint": column},
     }
 
 
@@ -230,10 +236,12 @@ def _features(batch: pyarrow.RecordBatch) -> Iterator[str]:
     for row, geom, geometry in zip(rows, geoms, geometry_json, strict=True):
         row["acquired_at"] = row["acquired_at"].isoformat().replace("+00:00", "Z")
         row["properties"] = json.loads(row["properties"])
-        feature = {"type": "Feature", "id": row["external_id"], "bbox": rfc7946_bbox(geom)}
+        feature: dict[str, Any] = {"type": "Feature", "id": row["external_id"]}
+        if geom is not None:  # a NULL footprint (non-finite): geometry null, no bbox (RFC 7946)
+            feature["bbox"] = rfc7946_bbox(geom)
         yield (
-            json.dumps(feature)[:-1]
-            + f', "geometry": {geometry}, "properties": '
+            json.dumps(feature, allow_nan=False)[:-1]
+            + f', "geometry": {geometry or "null"}, "properties": '
             + (json.dumps(row) + "}")
         )
 

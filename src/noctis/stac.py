@@ -50,11 +50,14 @@ def study_items(batches: Iterator[pyarrow.RecordBatch]) -> Iterator[pystac.Item]
         geometry_json = shapely.to_geojson(geoms)
         rows = batch.drop_columns(["footprint"]).to_pylist()
         for row, geom, geometry in zip(rows, geoms, geometry_json, strict=True):
-            yield _item(stac, row, json.loads(geometry), rfc7946_bbox(geom))
+            if geom is None:  # a NULL footprint (non-finite): STAC's null geometry, no bbox
+                yield _item(stac, row, None, None)
+            else:
+                yield _item(stac, row, json.loads(geometry), rfc7946_bbox(geom))
 
 
 def _item(
-    stac: Any, row: dict[str, Any], geometry: dict[str, Any], bbox: list[float]
+    stac: Any, row: dict[str, Any], geometry: dict[str, Any] | None, bbox: list[float] | None
 ) -> pystac.Item:
     acquired_at: datetime = row["acquired_at"]
     properties: dict[str, Any] = json.loads(row["properties"])

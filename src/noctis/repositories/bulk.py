@@ -16,7 +16,10 @@ Only hex digits, digits and ISO timestamps enter the text, so no value can chang
 statement means. Anything else (a value type not listed) is refused with a ``TypeError``.
 
 The footprint is selected as ISO WKB (``ST_AsBinary``): connectorx cannot read PostGIS'
-geometry type, and ISO WKB is what shapely, GeoPandas, GeoParquet and polars-st read.
+geometry type, and ISO WKB is what shapely, GeoPandas, GeoParquet and polars-st read. A
+footprint with an ``Infinity`` or ``NaN`` coordinate (bad archive data, counted as suspect by
+the flow) is selected as NULL: GEOS refuses it, JSON cannot spell it, and a GeoParquet bbox
+that holds it is not JSON either.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import WKBElement
-from sqlalchemy import Select, cast, func, select
+from sqlalchemy import Select, case, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import visitors
@@ -36,6 +39,7 @@ from sqlalchemy.types import NullType
 
 from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.repositories.archive import MatchCriteria, match_conditions
+from noctis.repositories.geo import finite
 from noctis.repositories.keys import of_study
 
 # Named paramstyle: the compiler then leaves '%' alone (no pyformat doubling).
@@ -79,7 +83,10 @@ def _item_columns(*, coverage: bool) -> list[Any]:
     columns += [
         # jsonb as text: connectorx reads it as a string column (JSON).
         cast(ArchiveItem.properties, postgresql.TEXT).label("properties"),
-        func.ST_AsBinary(ArchiveItem.footprint).label("footprint"),
+        # NULL for a footprint with a non-finite coordinate: no reader or format can use it.
+        case((finite(ArchiveItem.footprint), func.ST_AsBinary(ArchiveItem.footprint))).label(
+            "footprint"
+        ),
     ]
     return columns
 

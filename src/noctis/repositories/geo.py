@@ -57,9 +57,15 @@ def intersects(footprint: Any, aoi: Any) -> ColumnElement[bool]:
     non-finite footprint matches when its box meets the AOI's. CASE makes the finiteness test
     run first: PostgreSQL does not promise the order of ANDed conditions.
     """
-    finite = func.ST_Perimeter(footprint) < literal_column("'Infinity'::float8")  # NaN too
     exact = getattr(func, "_ST_Intersects")(footprint, aoi, type_=Boolean)  # noqa: B009
-    return and_(footprint.bool_op("&&")(aoi), case((finite, exact), else_=true()))
+    return and_(footprint.bool_op("&&")(aoi), case((finite(footprint), exact), else_=true()))
+
+
+def finite(footprint: Any) -> ColumnElement[bool]:
+    """Whether every coordinate of ``footprint`` is finite: its perimeter is (a NaN or an
+    infinite coordinate makes it NaN or infinite; PostgreSQL sorts NaN above Infinity). One
+    pass over the vertices in liblwgeom, no GEOS."""
+    return func.ST_Perimeter(footprint) < literal_column("'Infinity'::float8")
 
 
 def _equal_area(geom: Any) -> ColumnElement[float]:
