@@ -8,7 +8,7 @@
 GEOS raises on a footprint with an Infinity or NaN coordinate, so the match rule
 (:func:`noctis.repositories.geo.intersects`) asks it only of footprints whose perimeter is finite
 and decides the others by their bounding box: ``footprint && aoi AND CASE WHEN
-ST_Perimeter(footprint) < 'Infinity' THEN _ST_Intersects(footprint, aoi) ELSE true END``. Until
+ST_Perimeter(footprint) < 'Infinity' THEN ST_Intersects(footprint, aoi) ELSE true END``. Until
 2026-12-01 the rule was ``ST_Intersects(footprint, aoi)`` alone (its support function adds the
 ``&&`` the index answers). Both count the matches of every case (and sum their vertices, so each
 footprint is read), taking turns on one connection with Noctis' settings (custom plans, JIT
@@ -56,7 +56,7 @@ FORMS: Final = {
     "ST_Intersects (before)": f"ST_Intersects(footprint, {AOI})",
     "guarded (Noctis)": (
         f"footprint && {AOI} AND CASE WHEN ST_Perimeter(footprint) < 'Infinity'::float8"
-        f" THEN _ST_Intersects(footprint, {AOI}) ELSE true END"
+        f" THEN ST_Intersects(footprint, {AOI}) ELSE true END"
     ),
 }
 QUERY: Final = (

@@ -51,13 +51,13 @@ WIDE_DEGREES = 180.0
 
 def intersects(footprint: Any, aoi: Any) -> ColumnElement[bool]:
     """``ST_Intersects(footprint, aoi)`` for any footprint Atlas may hold (module doc): the
-    boxes first (``&&``, what the archive's GiST index answers), then the exact predicate
-    (``_ST_Intersects``: the same C function, prepared AOI cache included, without the index
-    support that ``&&`` gives here) when the footprint's coordinates are all finite; a
-    non-finite footprint matches when its box meets the AOI's. CASE makes the finiteness test
-    run first: PostgreSQL does not promise the order of ANDed conditions.
+    boxes first (``&&``, what the archive's GiST index answers: inside a CASE, ST_Intersects'
+    own index support cannot reach the index), then the exact predicate when the footprint's
+    coordinates are all finite; a non-finite footprint matches when its box meets the AOI's.
+    CASE makes the finiteness test run first: PostgreSQL does not promise the order of ANDed
+    conditions.
     """
-    exact = getattr(func, "_ST_Intersects")(footprint, aoi, type_=Boolean)  # noqa: B009
+    exact = func.ST_Intersects(footprint, aoi, type_=Boolean)
     return and_(footprint.bool_op("&&")(aoi), case((finite(footprint), exact), else_=true()))
 
 
