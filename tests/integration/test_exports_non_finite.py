@@ -53,6 +53,9 @@ async def _seed(settings: Settings) -> Seeded:
             "ST_MakePoint(178.1, 0.2), ST_MakePoint(178.1, 0.1)])), 4326), '2024-06-05T10:00Z' "
             "FROM unnest(ARRAY['Infinity', 'NaN']::float8[]) AS x"
         )
+        # No CHECK keeps NaN or Infinity out of gsd: they are written as null too.
+        conn.execute("UPDATE archive_item SET gsd = 'NaN' WHERE external_id = 'west'")
+        conn.execute("UPDATE archive_item SET gsd = 'Infinity' WHERE external_id = 'east'")
     async with open_uow(settings) as uow:
         study = await check_study(uow, finder_id=seeded.finder_id, dream_id=seeded.dream_id)
         linked = await link_study(uow, study)
@@ -85,6 +88,8 @@ async def test_geojson_and_stac_stay_json_with_a_null_geometry(
             assert coverage is None
         else:
             assert shapely.geometry.shape(feature["geometry"]).is_valid
+    by_id = {f["id"]: f["properties"] for f in features}
+    assert [by_id[n].get("gsd") for n in ("east", "west")] == [None, None]
     if fmt == "stac":
         validator = item_validator()
         for item in features:

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import WKBElement
-from sqlalchemy import Select, case, cast, func, select
+from sqlalchemy import Select, and_, case, cast, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import visitors
@@ -92,8 +92,11 @@ def _item_columns(*, coverage: bool) -> list[Any]:
 
 
 def _shortest_double(column: Any, name: str) -> ColumnElement[float]:
-    """A REAL column as the double of its shortest decimal: 10.1, not 10.100000381469727."""
-    return cast(cast(column, postgresql.TEXT), postgresql.DOUBLE_PRECISION).label(name)
+    """A REAL column as the double of its shortest decimal: 10.1, not 10.100000381469727; NULL
+    for NaN and ±Infinity (no CHECK keeps them out of ``gsd``, and JSON cannot spell them)."""
+    value = cast(cast(column, postgresql.TEXT), postgresql.DOUBLE_PRECISION)
+    bound: ColumnElement[float] = literal_column("'Infinity'::float8")
+    return case((and_(value < bound, value > -bound), value)).label(name)
 
 
 def matches_sql(criteria: MatchCriteria, *, limit: int | None = None) -> str:

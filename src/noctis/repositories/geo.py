@@ -24,8 +24,8 @@ archive data that no repair makes right: ``ST_MakeValid`` gives NULL for the fir
 silently drops the vertex of the second. Such an item still matches (by its bounding box:
 :func:`intersects`, below), but it never gets a coverage (NULL, never a made-up number:
 :func:`clipped_share`), it adds nothing to the union coverage (:func:`clean_footprint` gives
-NULL), and the study counts it as suspect (:func:`non_finite`). Only invalid footprints
-are asked, so valid ones pay nothing for this.
+NULL), and the study counts it as suspect (:func:`non_finite`). The test is the footprint's
+perimeter (:func:`finite`): one pass over its vertices, no GEOS, before anything else.
 
 **The match on any footprint.** GEOS refuses non-finite numbers in its predicates: on such a
 footprint ``ST_Intersects`` raises ``CGAlgorithmsDD::orientationIndex encountered NaN/Inf
@@ -62,9 +62,11 @@ def intersects(footprint: Any, aoi: Any) -> ColumnElement[bool]:
 
 
 def finite(footprint: Any) -> ColumnElement[bool]:
-    """Whether every coordinate of ``footprint`` is finite: its perimeter is (a NaN or an
-    infinite coordinate makes it NaN or infinite; PostgreSQL sorts NaN above Infinity). One
-    pass over the vertices in liblwgeom, no GEOS."""
+    """Whether ``footprint``'s perimeter is finite: false for a NaN or infinite coordinate
+    (PostgreSQL sorts NaN above Infinity), and for coordinates so large (beyond about 1e154°)
+    that a distance overflows: none of these is a place on Earth. One pass over the vertices
+    in liblwgeom, no GEOS; every rule that must not hand such a footprint to GEOS, or to a
+    JSON writer, asks this one."""
     return func.ST_Perimeter(footprint) < literal_column("'Infinity'::float8")
 
 
@@ -92,24 +94,22 @@ def repaired(footprint: Any) -> ColumnElement[Any]:
 
 
 def non_finite(footprint: Any) -> ColumnElement[bool]:
-    """Whether ``footprint`` has an Infinity or NaN coordinate (GEOS' "Invalid Coordinate").
-
-    Costly (a validity check with its reason): ask it of invalid footprints only.
-    """
-    return func.ST_IsValidReason(footprint).startswith("Invalid Coordinate")
+    """Whether ``footprint`` has an Infinity or NaN coordinate (or an absurdly large one):
+    not :func:`finite`."""
+    return ~finite(footprint)
 
 
 def suspect(footprint: Any) -> ColumnElement[bool]:
     """Whether ``footprint`` is bad archive data that gets no coverage (module doc)."""
-    return and_(~func.ST_IsValid(footprint), non_finite(footprint))
+    return non_finite(footprint)
 
 
 def clean_footprint(footprint: Any) -> ColumnElement[Any]:
     """``footprint`` when valid, its repair when it can be repaired, else NULL: safe to pass to
     a GEOS overlay or an aggregate (``ST_Union`` skips NULLs)."""
     return case(
-        (func.ST_IsValid(footprint), footprint),
         (non_finite(footprint), literal(None)),
+        (func.ST_IsValid(footprint), footprint),
         else_=repaired(footprint),
     )
 
@@ -151,9 +151,9 @@ def clipped_share(
         else_=_geography_area(piece),
     )
     return case(
+        (non_finite(footprint), literal(None)),
         (and_(valid, narrow), share(usual)),
         (valid, share(_equal_area(piece))),
-        (non_finite(footprint), literal(None)),
         (narrow, share_or_null(_geography_area(repaired_piece))),
         else_=share_or_null(_equal_area(repaired_piece)),
     )

@@ -121,7 +121,9 @@ class LookupRepository:
         gives NULL), so only the rows without one are joined to the archive and asked: a
         polygon study pays a read of its own rows, not a validity check of every footprint
         (country/5 years at 1M, 18,479 rows: 164 ms -> 11 ms, benchmarks/summary_reads.py). A
-        point AOI's rows all lack a coverage, so each is asked, as before.
+        point AOI's rows all lack a coverage, so each is asked, as before. A row keeps the
+        coverage it was written with until a standing study refreshes it: a scene whose footprint
+        turned non-finite after a closed study linked it is not counted.
         """
         stmt = (
             select(func.count())

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import CTE, Select, case, func, literal, select
+from sqlalchemy import CTE, Select, and_, case, false, func, literal, select
 
 from noctis.models import ArchiveItem, ArchiveLookupItem
 from noctis.repositories.archive import MatchCriteria, aoi_param
-from noctis.repositories.geo import clean_footprint, spheroid_area
+from noctis.repositories.geo import clean_footprint, finite, spheroid_area
 from noctis.repositories.keys import of_study
 
 SIEVE: Final = (64, 448)
@@ -72,18 +72,19 @@ def union_share(criteria: MatchCriteria, *, dream_id: int) -> Select[Any]:
         .select_from(clipped)
         .scalar_subquery()
     )
-    # Bounding box first (`~`, cheap), validity before the predicate (an invalid footprint
-    # may make GEOS raise). CASE evaluates the union only when no footprint covers the AOI.
+    # Bounding box first (`~`, cheap), then the predicate only for a finite, valid footprint
+    # (GEOS may raise on others), in a CASE: PostgreSQL does not promise the order of ANDed
+    # conditions. The outer CASE evaluates the union only when no footprint covers the AOI.
+    footprint = ArchiveItem.footprint
+    covers = case(
+        (and_(finite(footprint), func.ST_IsValid(footprint)), func.ST_Covers(footprint, aoi)),
+        else_=false(),
+    )
     one_covers = (
         select(literal(1))
         .select_from(ArchiveLookupItem)
         .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
-        .where(
-            *study,
-            ArchiveItem.footprint.op("~")(aoi),
-            func.ST_IsValid(ArchiveItem.footprint),
-            func.ST_Covers(ArchiveItem.footprint, aoi),
-        )
+        .where(*study, footprint.op("~")(aoi), covers)
         .exists()
     )
     return select(case((one_covers, literal(1.0)), else_=union))
