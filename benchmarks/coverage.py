@@ -51,7 +51,7 @@ from typing import Final
 import asyncpg
 
 from benchmarks.cases import WINDOWS, Case, aoi_ewkb
-from benchmarks.db import build_archive, drop_database, parse_size, server, size_label
+from benchmarks.db import archive, parse_size, size_label
 from benchmarks.sections import replace_section
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
@@ -295,12 +295,8 @@ async def run(
     size: int, runs: int, server_url: str | None, log: Callable[[str], None] = print
 ) -> list[Measured]:
     """Build the archive (dropped afterwards) and measure every case."""
-    with server(server_url, durable=True) as where:
-        build, url = await build_archive(where.admin_url, size, log=log)
-        try:
-            return await measure(libpq_dsn(url), runs, log)
-        finally:
-            await drop_database(where.admin_url, build.database)
+    async with archive(size, server_url, log=log) as url:
+        return await measure(libpq_dsn(url), runs, log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import platform
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,21 @@ def server(url: str | None, *, durable: bool = True) -> Iterator[Server]:
     with LocalPostgis(fast=not durable) as pg:
         how = "durable: fsync on" if durable else "fast: fsync off"
         yield Server(pg.url("postgres"), f"a private LocalPostgis cluster ({pg.bindir}, {how})")
+
+
+@contextlib.asynccontextmanager
+async def archive(
+    size: int, server_url: str | None, *, log: Callable[[str], None], durable: bool = True
+) -> AsyncIterator[URL]:
+    """The URL of a migrated database holding the synthetic archive of ``size`` items, on the
+    given server or a private cluster (:func:`server`); the database is dropped on exit."""
+    with server(server_url, durable=durable) as where:
+        build, url = await build_archive(where.admin_url, size, log=log)
+        log(f"{size_label(size)} items loaded in {build.load_s:.0f} s")
+        try:
+            yield url
+        finally:
+            await drop_database(where.admin_url, build.database)
 
 
 def size_label(size: int) -> str:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -39,7 +38,7 @@ from sqlalchemy.engine import URL
 
 from benchmarks import cases as C
 from benchmarks.cover_baselines import Taken, cloud_first, coverage_first, sql_greedy, take_in_order
-from benchmarks.db import build_archive, drop_database, parse_size, server, settings_for, size_label
+from benchmarks.db import archive, parse_size, settings_for, size_label
 from benchmarks.sections import replace_section
 from noctis.cover import Per, Pieces, PlanOptions
 from noctis.db import libpq_dsn, make_engine, make_session_factory
@@ -201,19 +200,6 @@ async def measure(url: URL, key: str, *, runs: int, log: Callable[[str], None]) 
         await engine.dispose()
 
 
-@contextlib.asynccontextmanager
-async def archive(
-    size: int, server_url: str | None, log: Callable[[str], None]
-) -> AsyncIterator[URL]:
-    with server(server_url, durable=False) as where:
-        build, url = await build_archive(where.admin_url, size, log=log)
-        log(f"{size_label(size)} items loaded in {build.load_s:.0f} s")
-        try:
-            yield url
-        finally:
-            await drop_database(where.admin_url, build.database)
-
-
 async def run(
     size: int,
     *,
@@ -222,7 +208,7 @@ async def run(
     server_url: str | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Outcome]:
-    async with archive(size, server_url, log) as url:
+    async with archive(size, server_url, log=log, durable=False) as url:
         return [await measure(url, key, runs=runs, log=log) for key in cases]
 
 

@@ -39,10 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from benchmarks.cases import WINDOWS, Case, aoi
 from benchmarks.db import (
     add_study,
-    build_archive,
-    drop_database,
+    archive,
     parse_size,
-    server,
     settings_for,
     size_label,
 )
@@ -192,18 +190,14 @@ async def run(
     size: int, runs: int, server_url: str | None, log: Callable[[str], None] = print
 ) -> list[Measured]:
     """Build the archive (dropped afterwards), add the non-finite items, measure every case."""
-    with server(server_url, durable=True) as where:
-        build, url = await build_archive(where.admin_url, size, log=log)
+    async with archive(size, server_url, log=log) as url:
+        conn = await asyncpg.connect(libpq_dsn(url))
         try:
-            conn = await asyncpg.connect(libpq_dsn(url))
-            try:
-                await add_non_finite_items(conn)
-                await conn.execute("ANALYZE archive_item")
-            finally:
-                await conn.close()
-            return await measure(url, runs, log)
+            await add_non_finite_items(conn)
+            await conn.execute("ANALYZE archive_item")
         finally:
-            await drop_database(where.admin_url, build.database)
+            await conn.close()
+        return await measure(url, runs, log)
 
 
 def main(argv: list[str] | None = None) -> int:
