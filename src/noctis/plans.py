@@ -33,7 +33,7 @@ class StudyPlan:
 
     def item(self, index: int) -> PlannedItem:
         """The scene at ``index`` of :attr:`candidates`."""
-        return self.items[self.candidates.lookup_ids[index]]
+        return self.items[int(self.candidates.lookup_ids[index])]
 
     def summary(self) -> PlanSummary:
         """Size and coverage of the plan (a plan per slice: all slices together)."""
@@ -149,7 +149,7 @@ def _stored(part: SlicePlan, plan: Plan, candidates: Candidates) -> StoredSlice:
     options, covered, items = plan.options, 0.0, []
     for scene in part.scenes:
         covered += scene.gain_m2
-        items.append((candidates.lookup_ids[scene.index], scene.gain_m2, covered))
+        items.append((int(candidates.lookup_ids[scene.index]), scene.gain_m2, covered))
     return StoredSlice(
         slice_start=part.slice.first,
         slice_end=part.slice.last,

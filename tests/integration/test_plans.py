@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -154,3 +155,54 @@ async def test_a_point_study_has_no_plan(session: AsyncSession, session_factory:
     await session.commit()
     with pytest.raises(PlanError, match=f"ImageryFinder {finder.id} has a Point location: cover"):
         await _plan(session_factory, finder.id, dream.id)
+
+
+async def test_the_candidates_are_read_packed_as_stored(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    """The packed read (binary numbers, one footprint array) gives what a plain read of the
+    study's rows with a positive coverage gives, in lookup row order; an unknown cloud cover is
+    NaN, and the revisits of a tile share one ``bytes`` object."""
+    seeded = await seed_grid_study(session)
+    await linked(session_factory, seeded.finder_id, seeded.dream_id)
+    async with UnitOfWork(session_factory) as uow:
+        got = await uow.plans.candidates(finder_id=seeded.finder_id, dream_id=seeded.dream_id)
+    rows = (
+        await session.execute(
+            text(
+                "SELECT l.id, date_part('epoch', a.acquired_at), a.cloud_cover, "
+                "ST_AsBinary(a.footprint) FROM archive_lookup_item l "
+                "JOIN archive_item a ON a.id = l.archive_item_id "
+                "WHERE l.imagery_finder_id = :f AND l.dream_id = :d AND l.coverage > 0 "
+                "ORDER BY l.id"
+            ),
+            {"f": seeded.finder_id, "d": seeded.dream_id},
+        )
+    ).all()
+    assert len(rows) == len(got) == 18
+    assert got.lookup_ids.tolist() == [r[0] for r in rows]
+    assert got.acquired_s.tolist() == [r[1] for r in rows]
+    unknown = [r[2] is None for r in rows]
+    assert sum(unknown) == 4
+    assert np.isnan(got.cloud_cover).tolist() == unknown
+    assert [c for c, u in zip(got.cloud_cover.tolist(), unknown, strict=True) if not u] == [
+        r[2] for r in rows if r[2] is not None
+    ]
+    assert got.footprints == [bytes(r[3]) for r in rows]
+    assert len({id(f) for f in got.footprints}) == len(set(got.footprints)) == 4 + 6
+
+
+async def test_a_study_without_candidates_reads_empty_arrays(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    dream = await add_dream(session, "nothing")
+    finder = await add_finder(session, AOI, start=date(2024, 1, 1), end=date(2024, 1, 2))
+    await session.commit()
+    async with UnitOfWork(session_factory) as uow:
+        got = await uow.plans.candidates(finder_id=finder.id, dream_id=dream.id)
+    assert len(got) == 0
+    assert (got.lookup_ids.dtype, got.cloud_cover.dtype) == (
+        np.dtype(np.int64),
+        np.dtype(np.float64),
+    )
+    assert got.footprints == []

@@ -251,3 +251,21 @@ def test_the_union_sieve_gives_the_union_of_every_footprint(
         shapely.area(shapely.intersection(shapely.union_all(plane[:40]), aoi)), rel=1e-12
     )
     assert areas.union_area(np.array([], dtype=object), aoi) == 0.0
+
+
+def test_footprints_are_projected_the_same_a_chunk_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pieces.of reads and projects the distinct footprints CHUNK at a time (memory): the
+    pieces are those of one pass, across chunk boundaries, with an invalid bow-tie repaired."""
+    tiles = [shapely.box(10 + i * 0.3, 45, 10.5 + i * 0.3, 45.5) for i in range(7)]
+    bow_tie = shapely.Polygon([(10.1, 45.1), (10.4, 45.4), (10.4, 45.1), (10.1, 45.4)])
+    wkbs = [shapely.to_wkb(g) for g in [*tiles, bow_tie, tiles[2], tiles[0]]]
+    aoi = shapely.box(10.2, 45.05, 11.9, 45.45)
+    whole = areas.Pieces.of(wkbs, aoi)
+    monkeypatch.setattr(areas, "CHUNK", 3)
+    chunked = areas.Pieces.of(wkbs, aoi)
+    assert whole.group.tolist() == chunked.group.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 2, 0]
+    assert shapely.equals_exact(whole.footprints, chunked.footprints, tolerance=0).all()
+    assert whole.areas.tolist() == chunked.areas.tolist()
+    assert shapely.is_valid(chunked.footprints).all()

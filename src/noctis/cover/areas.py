@@ -44,6 +44,8 @@ SEGMENT_DEGREES = 0.25
 """Longest edge (in degrees of lon/lat) projected as a chord (module doc)."""
 SIEVE = 32
 """How many of the largest footprints :func:`union_area` unions first (doubling each round)."""
+CHUNK = 4096
+"""Footprints read and projected at a time (:meth:`Pieces.of`)."""
 
 Objects = npt.NDArray[np.object_]
 Floats = npt.NDArray[np.float64]
@@ -119,8 +121,7 @@ class Pieces:
         )
         plane_aoi = equal_area(aoi)[0]
         shapely.prepare(plane_aoi)
-        shapes = equal_area(_valid(shapely.from_wkb(np.array(list(index), dtype=object))))
-        shapes = _valid(shapes)  # a chord may touch its neighbour, rarely
+        shapes = _projected(list(index))
         whole_footprints = shapes.copy()
         exact = shapely.covers(plane_aoi, shapes)
         spans = _spans(shapely.bounds(shapes), shapely.bounds(plane_aoi)) & ~exact
@@ -141,6 +142,16 @@ class Pieces:
         """``shape ∩ AOI``, polygonal."""
         piece: BaseGeometry = polygonal(np.array([shapely.intersection(shape, self.aoi)]))[0]
         return piece
+
+
+def _projected(wkbs: list[bytes]) -> Objects:
+    """The footprints (WKB, lon/lat), repaired and in the plane, :data:`CHUNK` at a time: the
+    lon/lat geometries of one chunk at most live beside the projected ones."""
+    out = np.empty(len(wkbs), dtype=object)
+    for at in range(0, len(wkbs), CHUNK):
+        lonlat = _valid(shapely.from_wkb(np.array(wkbs[at : at + CHUNK], dtype=object)))
+        out[at : at + CHUNK] = _valid(equal_area(lonlat))  # a chord may touch its neighbour
+    return out
 
 
 def _valid(geoms: Objects) -> Objects:

@@ -54,9 +54,10 @@ class Scenes:
     acquisition times (POSIX seconds), cloud cover (None: unknown) and footprints (WKB, lon/lat,
     finite; an invalid one is repaired)."""
 
-    keys: Sequence[int]
-    acquired_s: Sequence[float]
-    cloud_cover: Sequence[float | None]
+    keys: Sequence[int] | npt.NDArray[np.int64]
+    acquired_s: Sequence[float] | Floats
+    cloud_cover: Sequence[float | None] | Floats
+    """None or NaN: unknown."""
     footprints: Sequence[bytes]
 
     def __len__(self) -> int:
@@ -121,7 +122,7 @@ def make_plan(
     pieces = Pieces.of(scenes.footprints, aoi)
     union_m2 = pieces.union_area()
     at = np.asarray(scenes.acquired_s, dtype=np.float64)
-    cloud = np.array([np.nan if c is None else c for c in scenes.cloud_cover], dtype=np.float64)
+    cloud = np.asarray(scenes.cloud_cover, dtype=np.float64)  # None -> NaN
     keys = np.asarray(scenes.keys, dtype=np.int64)
     plans: list[SlicePlan] = []
     if len(scenes):

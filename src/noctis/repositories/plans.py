@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
     any_,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     text,
 )
@@ -36,21 +40,32 @@ from noctis.db import translated
 from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.repositories.keys import of_study
 
+_NAN = literal(float("nan"), type_=DOUBLE_PRECISION)
 _PLAN_LOCK = text(
     "SELECT pg_advisory_xact_lock(hashtextextended('noctis.plan:' || :finder || ':' || :dream, 0))"
 )
+
+
+def _no_ids() -> npt.NDArray[np.int64]:
+    return np.empty(0, dtype=np.int64)
+
+
+def _no_floats() -> npt.NDArray[np.float64]:
+    return np.empty(0, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """The study's scenes a plan may take, column by column, in lookup row order."""
 
-    lookup_ids: list[int] = field(default_factory=list)
-    acquired_s: list[float] = field(default_factory=list)
+    lookup_ids: npt.NDArray[np.int64] = field(default_factory=_no_ids)
+    acquired_s: npt.NDArray[np.float64] = field(default_factory=_no_floats)
     """Acquisition times, POSIX seconds."""
-    cloud_cover: list[float | None] = field(default_factory=list)
+    cloud_cover: npt.NDArray[np.float64] = field(default_factory=_no_floats)
+    """NaN where unknown."""
     footprints: list[bytes] = field(default_factory=list)
-    """WKB as stored (the planner repairs an invalid one as :func:`geo.clean_footprint` does)."""
+    """WKB as stored (the planner repairs an invalid one as :func:`geo.clean_footprint` does);
+    scenes that share a footprint share one ``bytes`` object."""
 
     def __len__(self) -> int:
         return len(self.lookup_ids)
@@ -97,17 +112,27 @@ class PlanRepository:
         self._session = session
 
     async def candidates(self, *, finder_id: int, dream_id: int) -> Candidates:
-        """The study's lookup rows with a positive coverage (module doc), as four arrays in one
-        row: a study of 90,000 rows arrives in a third less time than as rows."""
-        columns = [
-            ArchiveLookupItem.id,
-            func.date_part("epoch", ArchiveItem.acquired_at),
-            cast(ArchiveItem.cloud_cover, DOUBLE_PRECISION),
-            func.ST_AsBinary(ArchiveItem.footprint),
-        ]
+        """The study's lookup rows with a positive coverage (module doc), in one row: the
+        numbers packed in binary (``int8send``/``float8send``: network byte order) and the
+        footprints as one array, scenes that share a footprint then sharing one ``bytes``
+        object. Four arrays of values made a Python object per value: country/5 years at 5M
+        items (88,333 rows) peaked 64 MiB over the process while read, 30 MiB so (the whole
+        plan: +87 -> +63 MiB with :meth:`~noctis.cover.areas.Pieces.of` chunked)."""
         order = ArchiveLookupItem.id
+
+        def packed(send: Any, column: Any) -> Any:
+            return func.string_agg(send(column), aggregate_order_by(literal(b""), order))
+
         stmt = (
-            select(*(func.array_agg(aggregate_order_by(c, order)) for c in columns))
+            select(
+                packed(func.int8send, ArchiveLookupItem.id),
+                packed(func.float8send, func.date_part("epoch", ArchiveItem.acquired_at)),
+                packed(
+                    func.float8send,
+                    func.coalesce(cast(ArchiveItem.cloud_cover, DOUBLE_PRECISION), _NAN),
+                ),
+                func.array_agg(aggregate_order_by(func.ST_AsBinary(ArchiveItem.footprint), order)),
+            )
             .join(ArchiveItem, ArchiveItem.id == ArchiveLookupItem.archive_item_id)
             .where(
                 *of_study(ArchiveLookupItem, finder_id=finder_id, dream_id=dream_id),
@@ -115,10 +140,16 @@ class PlanRepository:
             )
         )
         async with translated(f"reading the scenes of ImageryFinder {finder_id} to plan"):
-            row = (await self._session.execute(stmt)).one()
-        if row[0] is None:  # no row: array_agg gives NULL
+            ids, at, cloud, wkbs = (await self._session.execute(stmt)).one()
+        if ids is None:  # no row: string_agg gives NULL
             return Candidates()
-        return Candidates(list(row[0]), list(row[1]), list(row[2]), [bytes(f) for f in row[3]])
+        shared: dict[bytes, bytes] = {}
+        return Candidates(
+            lookup_ids=np.frombuffer(ids, dtype=">i8").astype(np.int64),
+            acquired_s=np.frombuffer(at, dtype=">f8").astype(np.float64),
+            cloud_cover=np.frombuffer(cloud, dtype=">f8").astype(np.float64),
+            footprints=[shared.setdefault(w, w) for w in wkbs],
+        )
 
     async def describe(self, lookup_ids: Sequence[int]) -> dict[int, PlannedItem]:
         """The scenes behind ``lookup_ids`` (a plan's), by lookup row id."""
