@@ -147,6 +147,26 @@ def _crosses(x: npt.NDArray[np.float64]) -> bool:
 
 
 def _split(shape: shapely.Geometry) -> shapely.Geometry:
+    """The split at ±180 (:func:`_fix`); a ring that crosses the antimeridian around a pole
+    and, by its winding, would enclose more than a hemisphere (everything but the polar cap:
+    the library rewinds only rings that do not cross) is read the other way round. No
+    scene covers more than half the Earth."""
+    fixed = _fix(shape)
+    if _sphere_share(fixed) <= 0.5:
+        return fixed
+    other = _fix(shapely.reverse(shape))
+    return other if _sphere_share(other) < _sphere_share(fixed) else fixed
+
+
+def _sphere_share(shape: shapely.Geometry) -> float:
+    """Share of the sphere's area, edges straight in lon/lat (cylindrical equal-area)."""
+    sine = shapely.transform(
+        shape, lambda xy: np.column_stack([xy[:, 0], np.sin(np.radians(xy[:, 1]))])
+    )
+    return float(shapely.area(sine)) / 720.0
+
+
+def _fix(shape: shapely.Geometry) -> shapely.Geometry:
     """The ``antimeridian`` library's split, straight edges in lon/lat (RFC 7946)."""
     try:
         with warnings.catch_warnings():

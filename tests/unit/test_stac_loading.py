@@ -314,6 +314,21 @@ def test_a_clockwise_footprint_across_the_antimeridian_is_split_the_same() -> No
     )
 
 
+@pytest.mark.parametrize("lat", [84.0, -84.0])
+def test_a_polar_scene_is_its_cap_in_either_winding(lat: float) -> None:
+    """A ring around a pole crosses the antimeridian; read by its winding alone, the
+    clockwise one would enclose the rest of the Earth (no scene does): it is the cap."""
+    ring = [[45.0, lat], [135.0, lat], [-135.0, lat], [-45.0, lat], [45.0, lat]]
+    pole = shapely.Point(10.0, 89.0 if lat > 0 else -89.0)
+    paris = shapely.Point(2.35, 48.85)
+    for coordinates in ([ring], [ring[::-1]]):
+        footprint = parse_item(item("P", coordinates=coordinates)).footprint
+        assert footprint.is_valid and footprint.covers(pole), coordinates
+        assert not footprint.intersects(paris), coordinates
+        assert footprint.bounds[1 if lat > 0 else 3] == lat
+        assert footprint.area == pytest.approx(360.0 * 6.0)
+
+
 def test_a_footprint_already_split_or_on_180_is_kept() -> None:
     split = {"type": "MultiPolygon", "coordinates": [
         [[[179, 0], [180, 0], [180, 1], [179, 1], [179, 0]]],
