@@ -88,7 +88,10 @@ def _reject_constant(name: str) -> Any:
 
 
 def _loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deeply to read") from None
 
 
 def _count_lines(path: Path) -> int:

@@ -109,7 +109,8 @@ def _ring(ring: Any, kind: str) -> npt.NDArray[np.float64]:
         raise BadItem(malformed) from None
     if array.ndim != 2 or array.shape[1] not in (2, 3):
         raise BadItem(malformed)
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in "iuf" or any(type(v) is bool for p in ring for v in p):
+        # numpy reads JSON's true as 1 beside numbers
         raise BadItem(f"malformed {kind}: coordinates must be numbers")
     array = array[:, :2].astype(np.float64)
     if len(array) < 4:

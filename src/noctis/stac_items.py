@@ -189,8 +189,18 @@ def _json(properties: dict[str, Any]) -> str:
         raise BadItem(f"properties hold a non-finite number: {e}") from None
     except TypeError as e:
         raise BadItem(f"properties hold a value JSON cannot represent: {e}") from None
+    except RecursionError:
+        raise BadItem("properties nested too deeply to store") from None
     if "\\u0000" in text:
         raise BadItem("properties hold a NUL character (\\u0000), which jsonb cannot store")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate (JSON "\\ud800": half of an emoji)
+        bad = text[max(0, e.start - 20) : e.end + 20]
+        raise BadItem(
+            f"properties hold a string that is not valid Unicode (a lone surrogate, "
+            f"U+{ord(text[e.start]):04X}, in {bad!r}), which jsonb cannot store"
+        ) from None
     return text
 
 

@@ -121,6 +121,16 @@ BAD_ITEMS: list[tuple[str, Spoil, str]] = [
     ("an array", lambda obj: [obj], "not a STAC item: a JSON array"),
     ("missing properties", _set("properties", _DROP), "missing properties"),
     ("NUL in properties", _set("properties.platform", "a\x00b"), "NUL character"),
+    (
+        "lone surrogate in properties",
+        _set("properties.platform", "half an emoji \ud83d"),
+        "not valid Unicode (a lone surrogate, U+D83D",
+    ),
+    (
+        "boolean coordinates",
+        _set("geometry.coordinates", [[[0, 0], [True, 0], [1, 1], [0, 0]]]),
+        "coordinates must be numbers",
+    ),
 ]
 
 
@@ -159,8 +169,18 @@ def _lines(path: Path, lines: list[str]) -> Path:
             json.dumps(item("HUGE")).replace("3.0, 48.0", "1e400, 48.0") + "\n",
             "non-finite coordinate",
         ),
+        (
+            json.dumps(item("DEEP")).replace('"sentinel-2a"', "[" * 5000 + "]" * 5000) + "\n",
+            "malformed JSON: arrays or objects nested too deeply to read",
+        ),
     ],
-    ids=["truncated last line", "malformed line", "NaN", "number too large for a double"],
+    ids=[
+        "truncated last line",
+        "malformed line",
+        "NaN",
+        "number too large for a double",
+        "nested too deeply",
+    ],
 )
 def test_a_line_that_is_not_json_is_a_bad_item(
     tmp_path: Path, second_line: str, reason: str
