@@ -28,9 +28,11 @@
     ├── LoaderError             ``noctis archive load`` cannot read a file: missing, empty, an
     │   │                       unknown suffix, an ItemCollection that is not JSON or not STAC
     │   │                       (names the file and the reason); nothing is written from it
-    │   └── InvalidItems        a file with bad STAC items: each named by its position (file,
-    │                           line, index or row), its id and the reason; nothing is written
-    │                           from the file unless the operator skips bad items
+    │   ├── InvalidItems        a file with bad STAC items: each named by its position (file,
+    │   │                       line, index or row), its id and the reason; nothing is written
+    │   │                       from the file unless the operator skips bad items
+    │   └── FileNotLoaded       a database error while writing a file: names the file, then
+    │                           the cause (kept as ``cause``, and its ``retryable``)
     └── AugurError              the notification to Augur did not go through
         ├── AugurUnavailable    timeouts, connection errors, 408/429/5xx, retried until
         │                       the budget ran out
@@ -155,6 +157,17 @@ class InvalidItems(LoaderError):
                 ]
             )
         )
+
+
+class FileNotLoaded(LoaderError):
+    """A database error while writing one file of ``noctis archive load``; the message names the
+    file, then the cause. Retryable when the cause is (two loaders deadlocked: run it again)."""
+
+    def __init__(self, path: str, cause: NoctisError) -> None:
+        self.path = path
+        self.cause = cause
+        self.retryable = cause.retryable
+        super().__init__(f"{path}: {cause}")
 
 
 class DatabaseError(NoctisError):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from noctis.db import make_engine, make_session_factory
-from noctis.errors import InvalidItems, LoaderError
+from noctis.errors import FileNotLoaded, InvalidItems, LoaderError, NoctisError
 from noctis.settings import Settings, get_settings
 from noctis.stac_files import Entry, open_source
 from noctis.stac_items import BadItem, SceneRow, item_id, parse_item
@@ -133,6 +133,10 @@ async def load_files(
             except LoaderError as e:
                 e.loaded = tuple(f.path for f in files)
                 raise
+            except NoctisError as e:  # the database's: name the file, keep the cause
+                failed = FileNotLoaded(str(path), e)
+                failed.loaded = tuple(f.path for f in files)
+                raise failed from e
     finally:
         await engine.dispose()
     return LoadSummary(files=files, seconds=time.perf_counter() - start)

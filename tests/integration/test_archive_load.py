@@ -11,7 +11,7 @@ import shapely
 from geoalchemy2.shape import from_shape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from noctis.errors import InvalidItems, LoaderError
+from noctis.errors import DatabaseError, FileNotLoaded, InvalidItems, LoaderError
 from noctis.loader import LoadOptions, LoadSummary, load_files
 from noctis.repositories import ArchiveRepository, MatchCriteria
 from noctis.settings import Settings
@@ -165,6 +165,27 @@ async def test_a_bad_file_stops_the_load_and_the_files_before_it_stay(
     with pytest.raises(LoaderError, match="the file is empty") as caught:
         await _load(atlas_settings, good, empty, later)
     assert caught.value.loaded == (str(good),)
+    assert [r[0] for r in await _rows(admin)] == ["S2A_000000", "S2A_000001"]
+
+
+async def test_a_database_error_names_its_file_and_the_files_before_it(
+    atlas_settings: Settings, admin: psycopg.AsyncConnection, tmp_path: Path
+) -> None:
+    good = write_ndjson(tmp_path / "good.ndjson", items(2))
+    refused = write_ndjson(tmp_path / "refused.ndjson", [item("REFUSED")])
+    await admin.execute(
+        "ALTER TABLE archive_item ADD CONSTRAINT ck_test_refused CHECK (external_id <> 'REFUSED')"
+    )
+    try:
+        with pytest.raises(FileNotLoaded) as caught:
+            await _load(atlas_settings, good, refused)
+    finally:
+        await admin.execute("ALTER TABLE archive_item DROP CONSTRAINT ck_test_refused")
+    error = caught.value
+    assert str(error).startswith(f"{refused}: Atlas database error while writing")
+    assert "ck_test_refused" in str(error)
+    assert isinstance(error.cause, DatabaseError) and error.__cause__ is error.cause
+    assert error.loaded == (str(good),) and not error.retryable
     assert [r[0] for r in await _rows(admin)] == ["S2A_000000", "S2A_000001"]
 
 
