@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from noctis import __version__
-from noctis.errors import LoaderError, NoctisError
+from noctis.errors import LoaderError, NoctisError, PlanError
 
 if TYPE_CHECKING:
     from noctis.outbox import OpenUnitOfWork
@@ -396,7 +396,12 @@ def export(
         bar.update(task, completed=done, total=total)
 
     with _one_line("Export failed"), bar:
-        slicing = str(Per.parse(per)) if plan else None
+        slicing: str | None = str(Per.parse(per))
+        if not plan and slicing != "window":
+            raise PlanError(
+                f"--per {per!r} slices a coverage plan: add --plan to export its scenes"
+            )
+        slicing = slicing if plan else None
         result = export_study(
             imagery_finder_pk,
             dream_pk,

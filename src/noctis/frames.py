@@ -91,6 +91,10 @@ async def check_study_rows(
 ) -> StudyRows:
     """The flow's check of the study, and its number of lookup rows (or, with ``plan``, of
     scenes in its stored plans of that slicing); nothing is written."""
+    if plan is not None:
+        from noctis.cover import Per  # shapely: only for plans
+
+        plan = str(Per.parse(plan))  # '10 Day' is the plan stored as '10 days'; 'bogus' fails
     async with open_uow(settings) as uow:
         limits = aoi_limits(settings or get_settings())
         study = await check_study(uow, finder_id=finder_id, dream_id=dream_id, limits=limits)

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from noctis.cli import app
+from noctis.errors import PlanError
 from noctis.frames import plan_frame
 from noctis.settings import Settings
 from tests.support.plans import JUNE, QUARTERS, GridStudy, add_and_link, seed_linked_grid
@@ -143,6 +144,10 @@ def test_export_plan_writes_the_planned_scenes(grid: GridStudy, tmp_path: Path) 
     missing = runner.invoke(app, export)  # no plan of the whole window is stored yet
     assert missing.exit_code == 1
     assert "has no stored coverage plan per window: make one first (noctis plan" in (missing.output)
+    forgot = runner.invoke(app, [*export[:-1], "--per", "month"])  # no --plan
+    assert forgot.exit_code == 1 and "--per 'month' slices a coverage plan: add --plan" in (
+        forgot.output
+    )
     outcome = runner.invoke(app, [*export, "--per", "month"])
     assert outcome.exit_code == 0, outcome.output
     assert "Wrote 4 planned scenes (per month)" in outcome.output
@@ -162,6 +167,10 @@ def test_the_stored_plan_as_a_frame(grid: GridStudy, env: Settings) -> None:
     assert covered == sorted(covered)
     assert covered[-1] == pytest.approx(sum(frame.get_column("plan_gain_m2").to_list()))
     assert set(frame.columns) >= {"footprint", "coverage", "plan_slice_start", "plan_slice_end"}
+    spelt = plan_frame(grid.finder_id, grid.dream_id, per=" Window ", settings=env)
+    assert spelt.get_column("plan_rank").to_list() == [1, 2, 3, 4]  # as the CLI reads --per
+    with pytest.raises(PlanError, match="Unknown slice 'bogus'"):
+        plan_frame(grid.finder_id, grid.dream_id, per="bogus", settings=env)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "stac"])
