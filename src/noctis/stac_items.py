@@ -144,7 +144,7 @@ def _acquired_at(properties: dict[str, Any]) -> datetime:
 def _timestamp(value: Any, key: str) -> datetime:
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows 't' and 'z'
         except ValueError:
             raise BadItem(f"unparseable {key} {_short(value)}: RFC 3339 is needed") from None
     elif isinstance(value, datetime):  # stac-geoparquet: a timestamp column

@@ -309,6 +309,11 @@ def test_a_null_datetime_takes_start_datetime_in_utc() -> None:
     assert "start_datetime" in json.loads(row.properties)
 
 
+def test_rfc3339_lowercase_t_and_z_are_read() -> None:
+    lower = parse_item(item("A", datetime="2024-05-01t10:00:00.5z")).acquired_at
+    assert lower == parse_item(item("A", datetime="2024-05-01T10:00:00.5Z")).acquired_at
+
+
 def test_unknown_cloud_cover_and_gsd_are_null() -> None:
     unknown: dict[str, Any] = {"eo:cloud_cover": None, "gsd": None}
     row = parse_item(item("A", **unknown))
