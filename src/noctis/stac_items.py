@@ -134,11 +134,18 @@ def _acquired_at(properties: dict[str, Any]) -> datetime:
         raise BadItem(
             "missing datetime (properties.datetime; null with start_datetime for a range)"
         )
+    bounds = {
+        key: _timestamp(properties[key], key)
+        for key in ("start_datetime", "end_datetime")
+        if properties.get(key) is not None
+    }  # kept in properties (and the STAC export): checked as datetime is
+    if len(bounds) == 2 and bounds["start_datetime"] > bounds["end_datetime"]:
+        raise BadItem("start_datetime is after end_datetime")
     if properties["datetime"] is not None:
         return _timestamp(properties["datetime"], "datetime")
-    if properties.get("start_datetime") is None:
+    if "start_datetime" not in bounds:
         raise BadItem("datetime is null and there is no start_datetime")
-    return _timestamp(properties["start_datetime"], "start_datetime")
+    return bounds["start_datetime"]
 
 
 def _timestamp(value: Any, key: str) -> datetime:

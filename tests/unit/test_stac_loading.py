@@ -91,6 +91,18 @@ BAD_ITEMS: list[tuple[str, Spoil, str]] = [
     ("datetime without zone", _set("properties.datetime", "2024-05-01T10:00:00"), "no time zone"),
     ("datetime a number", _set("properties.datetime", 1714557381), "datetime must be an RFC 3339"),
     (
+        "unparseable start_datetime beside datetime",
+        _set("properties.start_datetime", "yesterday"),
+        "unparseable start_datetime",
+    ),
+    (
+        "end_datetime before start_datetime",
+        lambda obj: _set("properties.end_datetime", "2024-04-01T00:00:00Z")(
+            _set("properties.start_datetime", "2024-05-01T00:00:00Z")(obj)
+        ),
+        "start_datetime is after end_datetime",
+    ),
+    (
         "null datetime, no start",
         _set("properties.datetime", None),
         "datetime is null and there is no start_datetime",
