@@ -171,11 +171,25 @@ def _rows(path: Path, reader: Any, batch_size: int) -> Iterator[Entry]:
     with contextlib.closing(reader):
         try:
             for batch in reader.iter_batches(batch_size=batch_size):
-                for row in batch.to_pylist():
+                for row in _microseconds(batch).to_pylist():
                     number += 1
                     yield Entry(f"{path}:row {number}", _item(row))
         except (OSError, ValueError) as e:  # a truncated or corrupt page (ArrowInvalid)
             raise LoaderError(f"{path}: unreadable after row {number}: {e}") from e
+
+
+def _microseconds(batch: Any) -> Any:
+    """The batch with nanosecond timestamps cut to microseconds, as PostgreSQL keeps them:
+    Python's datetime holds no nanoseconds, and pyarrow hands them over only through pandas,
+    when it is installed (a file loaded the same either way)."""
+    import pyarrow as pa
+
+    schema = batch.schema
+    for i, field in enumerate(schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            micro = pa.timestamp("us", tz=field.type.tz)
+            batch = batch.set_column(i, field.name, batch.column(i).cast(micro, safe=False))
+    return batch
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,31 @@ def test_geoparquet_geometry_is_checked_like_geojson(tmp_path: Path) -> None:
         caught.value.problems[2].split(": ", 1)[1],
     ]
     assert caught.value.problems[2].startswith(f"{path}:row 3 (id P2): malformed geometry (WKB)")
+
+
+def test_geoparquet_nanoseconds_are_cut_to_microseconds_without_pandas(tmp_path: Path) -> None:
+    """pyarrow hands nanosecond timestamps to Python only through pandas: the loader cuts them
+    to microseconds first (PostgreSQL's resolution), so a file loads the same without it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from noctis.stac_files import open_source
+
+    nanoseconds = pa.array([1714557600123456789], type=pa.timestamp("ns", tz="UTC"))
+    table = pa.table(
+        {
+            "id": ["NS"],
+            "collection": ["c"],
+            "datetime": nanoseconds,
+            "processed": nanoseconds,
+            "geometry": [shapely.to_wkb(shapely.box(2, 48, 3, 49))],
+        }
+    )
+    path = tmp_path / "ns.parquet"
+    pq.write_table(table, path)
+    (entry,) = open_source(path).entries
+    assert entry.item is not None
+    assert type(entry.item["properties"]["datetime"]) is datetime  # not a pandas Timestamp
+    row = parse_item(entry.item)
+    assert row.acquired_at == datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert json.loads(row.properties)["processed"] == "2024-05-01T10:00:00.123456Z"
