@@ -288,7 +288,7 @@ class AugurClient:
                         duplicate=status == 409,
                     )
                 if status not in RETRYABLE_STATUSES and status < 500:
-                    raise AugurRejected(status, self._scrub(_augur_message(response)))
+                    raise AugurRejected(status, _clip(self._scrub(_augur_message(response))))
                 cause = f"HTTP {status}"
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
@@ -314,8 +314,15 @@ class AugurClient:
         return redact(text, [self._token.get_secret_value() if self._token is not None else None])
 
 
+def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters. Cut only scrubbed text: a cut through an echoed
+    token leaves a prefix that no longer matches the token, and so would not be masked."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _augur_message(response: httpx.Response) -> str:
-    """Augur's own words: a JSON ``detail``/``message``/``error``, else the body text."""
+    """Augur's own words, whole: a JSON ``detail``/``message``/``error``, else the body text
+    (scrub it, then :func:`_clip` it)."""
     try:
         data = response.json()
     except ValueError:
@@ -327,7 +334,7 @@ def _augur_message(response: httpx.Response) -> str:
         text = found if isinstance(found, str) else json.dumps(found)
     else:
         text = response.text.strip() or response.reason_phrase
-    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+    return text
 
 
 def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

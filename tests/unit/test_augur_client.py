@@ -234,6 +234,22 @@ async def test_a_long_rejection_body_is_truncated() -> None:
     assert 500 <= len(caught.value.augur_message) <= 501
 
 
+@pytest.mark.parametrize("before", [480, 490, 495, 499])
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_a_token_echoed_across_the_cut_leaves_no_part_of_itself(
+    before: int, as_json: bool
+) -> None:
+    echo = "x" * before + f"{TOKEN} was refused"  # the token straddles the 500-character cut
+    answer = httpx.Response(401, **({"json": {"detail": echo}} if as_json else {"text": echo}))
+    handler, _ = scripted(answer)
+    async with client_for(handler, FakeTime()) as client:
+        with pytest.raises(AugurRejected) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    message = str(caught.value)
+    assert caught.value.augur_message == ("x" * before + "**********" + " was refused")[:500] + "…"
+    assert not any(TOKEN[:n] in message for n in range(4, len(TOKEN) + 1)), message[-40:]
+
+
 @pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("3600", 8.0)])
 async def test_honours_retry_after_seconds_capped_by_backoff_max(
     header: str, expected: float
