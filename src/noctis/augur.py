@@ -12,9 +12,12 @@ Augur's answer                          What :meth:`AugurClient.notify` does
 ======================================  ==================================================
 2xx                                     returns a :class:`NotifyReceipt`
 409 (already received)                  returns a receipt with ``duplicate=True``
-408, 429, 5xx, timeout, connection      retried; ``AugurUnavailable`` once the budget is spent
+408, 429, 5xx, ``httpx.RequestError``  retried; ``AugurUnavailable`` once the budget is spent
 any other 4xx (and 1xx/3xx)             ``AugurRejected(status, Augur's message)`` at once
 ======================================  ==================================================
+
+``httpx.RequestError`` is every failed exchange: a timeout, a refused or dropped connection, an
+answer httpx cannot decode (a proxy's page whose ``Content-Encoding`` lies), a redirect loop.
 
 Retries use exponential backoff with full jitter: ``uniform(0, min(max, base * 2**(n-1)))``
 after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it, capped by the
@@ -272,10 +275,13 @@ class AugurClient:
                     f"{self._scrub(str(exc))}): check NOCTIS_AUGUR_API_URL and "
                     "NOCTIS_AUGUR_API_TOKEN"
                 ) from None  # the original quotes the request; it must not be chained
-            except (httpx.TransportError, TimeoutError) as exc:
+            except (httpx.RequestError, TimeoutError) as exc:
+                # every failed exchange (above): none may escape untyped and abort an outbox pass
                 text = self._scrub(str(exc))
                 error = exc if text == str(exc) else None  # never chain one quoting the token
                 cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                if isinstance(exc, httpx.DecodingError):
+                    cause = f"Augur's answer could not be decoded ({cause})"
             else:
                 status = response.status_code
                 if 200 <= status < 300 or status == 409:

@@ -122,6 +122,25 @@ async def test_a_dropped_connection_is_retried(augur_stub: AugurStub) -> None:
     assert (receipt.status_code, receipt.attempts) == (201, 2)
 
 
+GARBLED = {"Content-Encoding": "gzip"}  # a proxy's page whose body is not gzip at all
+
+
+async def test_an_answer_that_cannot_be_decoded_is_a_failed_attempt(augur_stub: AugurStub) -> None:
+    augur_stub.script([Reply(502, text="<html>bad gateway</html>", headers=GARBLED), 201])
+    async with client_for(augur_stub.url) as client:
+        receipt = await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert (receipt.status_code, receipt.attempts) == (201, 2)
+
+
+async def test_answers_that_never_decode_end_as_augur_unavailable(augur_stub: AugurStub) -> None:
+    augur_stub.fallback(Reply(503, text="upstream down", headers=GARBLED))
+    async with client_for(augur_stub.url) as client:
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert len(augur_stub.requests) == QUICK.max_attempts
+    assert "last cause: Augur's answer could not be decoded (DecodingError: " in str(caught.value)
+
+
 async def test_409_means_augur_already_has_it(augur_stub: AugurStub) -> None:
     augur_stub.script([Reply(409, json={"detail": "already received"})])
     async with client_for(augur_stub.url) as client:

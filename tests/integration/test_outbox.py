@@ -315,6 +315,51 @@ async def test_a_pass_stops_at_the_first_failure_and_gives_up_on_expired_rows(
     assert all("last cause:" in (r.last_error or "") for r in gave_up)
 
 
+async def test_answers_that_cannot_be_decoded_are_recorded_and_the_queue_moves_on(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    first, second = await _studies(session, session_factory, n=2)
+    await _link(session_factory, first, run="run-1")
+    healthy = await _link(session_factory, second, run="run-2")
+    # A proxy's 502 page whose Content-Encoding lies about its body, for one whole retry budget.
+    garbled = Reply(502, text="<html>bad gateway</html>", headers={"Content-Encoding": "gzip"})
+    augur_stub.script([garbled] * QUICK.max_attempts)
+    opener = _opener(session_factory)
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert (report.delivered, report.retried) == (0, 1)
+    assert report.stopped is not None and "could not be decoded (DecodingError" in report.stopped
+    tried = (await _rows(session))[0]
+    assert (tried.state, tried.attempts) == ("pending", 1)
+    assert "DecodingError" in (tried.last_error or "")
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert report.keys == [healthy.key, tried.idempotency_key]
+
+
+async def test_a_rejection_holding_a_nul_is_recorded_dead_and_the_pass_goes_on(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    """PostgreSQL's text and jsonb refuse NUL (and a lone surrogate): an attempt whose error
+    held one could not be recorded, and every pass stopped at that row."""
+    first, second, third = await _studies(session, session_factory, n=3)
+    for i, study in enumerate((first, second, third)):
+        await _link(session_factory, study, run=f"run-{i}")
+    augur_stub.script(
+        [
+            Reply(400, text="bad request\x00\x1f\x8b"),
+            Reply(422, json={"detail": "lone \ud800 surrogate"}),
+        ]
+    )
+    opener = _opener(session_factory)
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert (report.dead, report.delivered, report.stopped) == (2, 1, None)
+    dead = [r for r in await _rows(session) if r.state == "dead"]
+    assert [r.last_error for r in dead] == [
+        "AugurRejected: Augur rejected the notification with HTTP 400: bad request\ufffd\x1f\x8b",
+        "AugurRejected: Augur rejected the notification with HTTP 422: lone \ufffd surrogate",
+    ]
+    assert [r.history[-1]["error"] for r in dead] == [r.last_error for r in dead]
+
+
 async def test_a_row_tried_in_vain_goes_to_the_back_of_the_queue(
     session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
 ) -> None:

@@ -194,6 +194,27 @@ async def test_retries_connection_errors_and_timeouts(error: Exception) -> None:
     assert (receipt.attempts, len(seen)) == (2, 2)
 
 
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (
+            httpx.DecodingError("Error -3 while decompressing data"),
+            "Augur's answer could not be decoded (DecodingError: Error -3 while decompressing",
+        ),
+        (httpx.TooManyRedirects("Exceeded maximum redirects."), "TooManyRedirects: Exceeded"),
+    ],
+)
+async def test_every_request_error_is_a_failed_attempt_never_an_untyped_escape(
+    error: httpx.RequestError, cause: str
+) -> None:
+    handler, seen = scripted(*[error] * 10)
+    async with client_for(handler, FakeTime()) as client:
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    assert len(seen) == FAST.max_attempts
+    assert f"last cause: {cause}" in str(caught.value)
+
+
 async def test_409_means_augur_already_has_it_and_is_a_success() -> None:
     handler, seen = scripted(httpx.Response(409, json={"detail": "duplicate"}))
     async with client_for(handler, FakeTime()) as client:
