@@ -7,9 +7,9 @@ A notification is written into the outbox in the transaction of what it reports
 - the dispatcher (:func:`dispatch`), every ``NOCTIS_OUTBOX_DISPATCH_SECONDS``: whatever is
   left (a worker killed after COMMIT, Augur down, a lost connection). Several lanes take rows
   oldest first with ``FOR UPDATE SKIP LOCKED`` and hold the lock while sending, so no row is
-  sent by two senders at once; the pass stops at the first delivery Augur does not take, so a
-  down Augur costs one retry budget per pass, and a row tried in vain goes to the back of the
-  queue, so one bad row never starves the others.
+  sent by two senders at once, and a pass sends a row at most once; the pass stops at the
+  first delivery Augur does not take, so a down Augur costs one retry budget per pass, and a
+  row tried in vain goes to the back of the queue, so one bad row never starves the others.
 
 Every delivery is one :meth:`~noctis.augur.AugurClient.notify` under the Augur retry policy,
 with the row's Idempotency-Key, and is recorded in the row's history. A rejected notification
@@ -226,17 +226,24 @@ async def dispatch(
     report: DispatchReport | None = None,
 ) -> DispatchReport:
     """Deliver every pending row queued before the pass began, oldest first, ``lanes`` at a
-    time; stop at the first one Augur does not take (the rest wait for the next pass)."""
+    time; stop at the first one Augur does not take (the rest wait for the next pass).
+
+    A pass sends a row at most once: a row Augur took whose delivery could not be recorded
+    (Atlas lost the connection meanwhile) is still pending with its old ``queued_at``, and
+    would be handed straight back; the next pass records it, or sends it again under the same
+    key."""
     report = report or DispatchReport()
     async with open_uow() as uow:
         began = await uow.outbox.clock()
+    sent: set[int] = set()  # the rows this pass took, whatever came of them
 
     async def lane() -> None:
         while report.stopped is None:
             async with open_uow() as uow:
-                message = await uow.outbox.claim_next(queued_before=began)
+                message = await uow.outbox.claim_next(queued_before=began, excluding=sorted(sent))
                 if message is None:
                     return
+                sent.add(message.id)
                 done = await _send(uow, augur, message, by=by, give_up_after=give_up_after)
             if done.outcome == "delivered":
                 report.delivered += 1

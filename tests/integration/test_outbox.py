@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from noctis import outbox
 from noctis.augur import (
@@ -372,6 +373,45 @@ async def test_a_row_tried_in_vain_goes_to_the_back_of_the_queue(
     assert report.retried == 1 and report.delivered == 0
     report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
     assert report.keys == [healthy.key, poison.key]  # the healthy row first this time
+
+
+async def test_a_pass_sends_a_row_once_even_when_its_delivery_cannot_be_recorded(
+    session: AsyncSession,
+    session_factory: Factory,
+    engine: AsyncEngine,
+    admin: psycopg.AsyncConnection,
+    augur: AugurClient,
+    augur_stub: AugurStub,
+) -> None:
+    """Atlas ends a sender's transaction while Augur takes its time to answer
+    (idle_in_transaction_session_timeout): Augur took the row, the outbox cannot record so, the
+    row stays pending with its old queued_at. The pass used to claim it again at once, and send
+    it again, without end; now the next pass records it, sending it under the same key."""
+    first, second = await _studies(session, session_factory, n=2)
+    messages = [
+        await _link(session_factory, s, run=f"run-{i}") for i, s in enumerate((first, second))
+    ]
+    await session.close()
+    database = engine.url.database
+    await admin.execute(
+        f'ALTER DATABASE "{database}" SET idle_in_transaction_session_timeout = 1000'
+    )
+    await engine.dispose()  # new connections take the setting
+    augur_stub.fallback(Reply(stall=1.5))  # Augur takes each, after the session is gone
+    opener = _opener(session_factory)
+    async with asyncio.timeout(15):
+        report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    keys = [m.key for m in messages]
+    assert [r.header("Idempotency-Key") for r in augur_stub.requests if r.taken] == keys
+    assert report.keys == keys and report.stopped is None
+    assert {(r.state, r.attempts) for r in await _rows(session)} == {("pending", 0)}
+    await admin.execute(f'ALTER DATABASE "{database}" RESET idle_in_transaction_session_timeout')
+    await engine.dispose()
+    augur_stub.fallback(Reply(409))  # the next pass: Augur has them already
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert report.keys == keys
+    assert [r.header("Idempotency-Key") for r in augur_stub.requests] == keys + keys
+    assert {(r.state, r.attempts) for r in await _rows(session)} == {("delivered", 1)}
 
 
 async def test_prune_deletes_only_delivered_rows_older_than_the_retention(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Double,
     Integer,
     Text,
+    all_,
     and_,
     any_,
     bindparam,
@@ -207,12 +208,15 @@ class OutboxRepository:
             rows = (await self._session.execute(stmt)).all()
         return [_message(row) for row in rows]
 
-    async def claim_next(self, *, queued_before: datetime) -> OutboxMessage | None:
+    async def claim_next(
+        self, *, queued_before: datetime, excluding: Sequence[int] = ()
+    ) -> OutboxMessage | None:
         """Lock the pending row waiting longest (queued before ``queued_before``), skipping rows
-        other senders hold; None when there is none."""
+        other senders hold and the rows ``excluding`` names; None when there is none."""
+        skipped = bindparam("excluding", list(excluding), type_=ARRAY(BigInteger))
         stmt = (
             select(*_MESSAGE)
-            .where(Row.state == "pending", Row.queued_at < queued_before)
+            .where(Row.state == "pending", Row.queued_at < queued_before, Row.id != all_(skipped))
             .order_by(Row.queued_at, Row.id)
             .limit(1)
             .with_for_update(skip_locked=True)
