@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -448,8 +448,9 @@ async def test_ended_runs_are_announced_once_and_only_without_an_outcome(
         ended("unknown-finder", 987654, "Failed"),
     ]
     opener = _opener(session_factory)
-    written = await outbox.announce_ended_runs(opener, runs)
-    again = await outbox.announce_ended_runs(opener, runs)
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    written = await outbox.announce_ended_runs(opener, runs, started_after=week_ago)
+    again = await outbox.announce_ended_runs(opener, runs, started_after=week_ago)
     assert [m.notification.flow_run_id for m in written] == ["crashed", "cancelled"]
     assert again == []
     error = written[0].notification.error
@@ -458,6 +459,42 @@ async def test_ended_runs_are_announced_once_and_only_without_an_outcome(
         "imagery-finder-study.completed": 1,
         "imagery-finder-study.failed": 2,
     }
+
+
+async def test_a_run_is_never_announced_failed_after_its_delivered_completed_was_pruned(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    """The run delivers its ``completed`` right after COMMIT, then hangs and ends Crashed later.
+    A retention period after that delivery the row is pruned; the run, started before its
+    delivery, is then outside the look-back, so the dispatcher does not announce it under
+    another key. A run that never started, or started within the look-back, is announced."""
+    retention = timedelta(hours=168)
+    first, second = await _studies(session, session_factory, n=2)
+    started = datetime.now(UTC)
+    completed = await _link(session_factory, first, run=RUN)
+    opener = _opener(session_factory)
+    delivered = await outbox.deliver(opener, augur, completed.id, by="flow", give_up_after=DAY)
+    assert delivered.outcome == "delivered"
+    # A retention period and a minute go by: shift every time of the scenario back instead.
+    aged = retention + timedelta(minutes=1)
+    await session.execute(
+        update(NotificationOutbox).values(delivered_at=NotificationOutbox.delivered_at - aged)
+    )
+    await session.commit()
+    started -= aged
+    assert await outbox.prune(opener, older_than=retention) == 1
+    since = datetime.now(UTC) - outbox.look_back(retention)
+    assert since > datetime.now(UTC) - retention + timedelta(hours=1)  # a margin for the clocks
+    crashed = EndedRun(RUN, "f", first.finder_id, first.dream_id, "Crashed", None, started)
+    never_started = EndedRun("pending-run", "f", second.finder_id, second.dream_id, "Crashed", None)
+    just = since + timedelta(seconds=1)
+    recent = EndedRun("recent-run", "f", second.finder_id, second.dream_id, "Failed", None, just)
+    runs = [crashed, never_started, recent]
+    written = await outbox.announce_ended_runs(opener, runs, started_after=since)
+    assert [m.notification.flow_run_id for m in written] == ["pending-run", "recent-run"]
+    await outbox.dispatch(opener, augur, by="d", give_up_after=DAY)
+    failed = [r.json["flow_run_id"] for r in augur_stub.requests if "failed" in r.json["event"]]
+    assert RUN not in failed and len(failed) == 2
 
 
 async def test_a_failure_is_written_under_a_generic_plan_too(
