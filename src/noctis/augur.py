@@ -20,11 +20,13 @@ any other 4xx (and 1xx/3xx)             ``AugurRejected(status, Augur's message)
 answer httpx cannot decode (a proxy's page whose ``Content-Encoding`` lies), a redirect loop.
 
 Retries use exponential backoff with full jitter: ``uniform(0, min(max, base * 2**(n-1)))``
-after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it, capped by the
-backoff max so a confused server cannot park the flow. Retries stop at ``max_attempts`` or when
-the next wait would overrun ``max_retry_seconds`` counted from the first attempt, whichever
-comes first; each attempt's timeout is also cut to the time left, so ``notify`` never runs much
-past the budget. Each retry is logged at WARNING (attempt n/m, cause, delay).
+after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it and is honoured: the
+next attempt never comes sooner than Augur asked, even past the backoff max. Retries stop at
+``max_attempts`` or when the next wait (a ``Retry-After`` too) would overrun
+``max_retry_seconds`` counted from the first attempt, whichever comes first: a server asking
+for a longer wait cannot park the flow, and the outbox's dispatcher sends it later. Each
+attempt's timeout is also cut to the time left, so ``notify`` never runs much past the budget.
+Each retry is logged at WARNING (attempt n/m, cause, delay).
 
 The token is a ``SecretStr``, unwrapped only in the httpx auth flow (to set the header) and to
 scrub it, in every form it can take (:mod:`noctis.redaction`), from any text Augur or httpx
@@ -299,11 +301,13 @@ class AugurClient:
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
                 delay = policy.backoff(attempt, jitter=random.random())  # noqa: S311
-            else:
-                delay = min(retry_after, policy.backoff_max)
+            else:  # never sooner than asked; a wait past the budget ends the retries (below)
+                delay = retry_after
             spent = self._clock() - start
             if attempt >= policy.max_attempts or spent + delay >= policy.max_retry_seconds:
                 stop = "max attempts reached" if attempt >= policy.max_attempts else "budget spent"
+                if retry_after is not None and attempt < policy.max_attempts:
+                    stop = f"budget spent: Augur asked to wait {retry_after:g} s (Retry-After)"
                 raise AugurUnavailable(
                     f"Augur at {self._base_url}{path} did not take the {what}: {attempt} attempt(s)"
                     f" over {spent:.2f} s ({stop}, limit {policy.max_attempts} attempts in"

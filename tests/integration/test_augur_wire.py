@@ -162,6 +162,24 @@ async def test_400_raises_augur_rejected_at_once_with_augurs_message(
     assert "dream 5 is archived" in str(caught.value)
 
 
+async def test_retry_after_past_the_backoff_max_is_waited_in_full(augur_stub: AugurStub) -> None:
+    augur_stub.script([Reply(503, headers={"Retry-After": "0.6"}), 201])
+    capped = RetryPolicy(max_attempts=3, max_retry_seconds=2.5, backoff_base=0.01, backoff_max=0.1)
+    async with client_for(augur_stub.url, retry=capped) as client:
+        receipt = await client.notify(NOTIFICATION, idempotency_key=KEY)
+    first, second = augur_stub.requests
+    assert receipt.attempts == 2 and second.time - first.time >= 0.6  # not the 0.1 s cap
+
+
+async def test_retry_after_past_the_budget_stops_at_once(augur_stub: AugurStub) -> None:
+    augur_stub.fallback(Reply(429, headers={"Retry-After": "120"}))
+    started = time.monotonic()
+    async with client_for(augur_stub.url) as client:
+        with pytest.raises(AugurUnavailable, match=r"asked to wait 120 s \(Retry-After\)"):
+            await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert len(augur_stub.requests) == 1 and time.monotonic() - started < 1.0
+
+
 async def test_the_time_budget_bounds_retries(augur_stub: AugurStub) -> None:
     augur_stub.script([Reply(503, headers={"Retry-After": "0.4"})] * 20)
     budget = RetryPolicy(max_attempts=20, max_retry_seconds=1.0, backoff_base=0.4, backoff_max=0.4)

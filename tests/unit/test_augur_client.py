@@ -271,15 +271,32 @@ async def test_a_token_echoed_across_the_cut_leaves_no_part_of_itself(
     assert not any(TOKEN[:n] in message for n in range(4, len(TOKEN) + 1)), message[-40:]
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("3600", 8.0)])
-async def test_honours_retry_after_seconds_capped_by_backoff_max(
+@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("20", 20.0)])
+async def test_honours_retry_after_seconds_even_past_backoff_max(
     header: str, expected: float
 ) -> None:
     fake = FakeTime()
     handler, _ = scripted(httpx.Response(429, headers={"Retry-After": header}))
-    async with client_for(handler, fake) as client:
+    async with client_for(handler, fake) as client:  # backoff max 8 s, budget 60 s
         await client.notify(completed(), idempotency_key=KEY)
     assert fake.sleeps == [expected]
+
+
+async def test_a_retry_after_past_the_budget_ends_the_retries_never_retrying_sooner() -> None:
+    """Augur asked for 120 s: the client used to retry at 30/60/90 s (the backoff max)."""
+    fake = FakeTime()
+    sent: list[float] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        sent.append(fake.now)
+        return httpx.Response(429, headers={"Retry-After": "120"})
+
+    async with client_for(busy, fake, retry=RetryPolicy()) as client:  # 5 attempts in 120 s
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    assert (sent, fake.sleeps) == ([1000.0], [])
+    assert "budget spent: Augur asked to wait 120 s (Retry-After)" in str(caught.value)
+    assert "last cause: HTTP 429" in str(caught.value)
 
 
 async def test_honours_retry_after_as_an_http_date() -> None:
