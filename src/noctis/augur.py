@@ -12,16 +12,21 @@ Augur's answer                          What :meth:`AugurClient.notify` does
 ======================================  ==================================================
 2xx                                     returns a :class:`NotifyReceipt`
 409 (already received)                  returns a receipt with ``duplicate=True``
-408, 429, 5xx, timeout, connection      retried; ``AugurUnavailable`` once the budget is spent
+408, 429, 5xx, ``httpx.RequestError``  retried; ``AugurUnavailable`` once the budget is spent
 any other 4xx (and 1xx/3xx)             ``AugurRejected(status, Augur's message)`` at once
 ======================================  ==================================================
 
+``httpx.RequestError`` is every failed exchange: a timeout, a refused or dropped connection, an
+answer httpx cannot decode (a proxy's page whose ``Content-Encoding`` lies), a redirect loop.
+
 Retries use exponential backoff with full jitter: ``uniform(0, min(max, base * 2**(n-1)))``
-after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it, capped by the
-backoff max so a confused server cannot park the flow. Retries stop at ``max_attempts`` or when
-the next wait would overrun ``max_retry_seconds`` counted from the first attempt, whichever
-comes first; each attempt's timeout is also cut to the time left, so ``notify`` never runs much
-past the budget. Each retry is logged at WARNING (attempt n/m, cause, delay).
+after attempt ``n``. A ``Retry-After`` (seconds or HTTP-date) replaces it and is honoured: the
+next attempt never comes sooner than Augur asked, even past the backoff max. Retries stop at
+``max_attempts`` or when the next wait (a ``Retry-After`` too) would overrun
+``max_retry_seconds`` counted from the first attempt, whichever comes first: a server asking
+for a longer wait cannot park the flow, and the outbox's dispatcher sends it later. Each
+attempt's timeout is also cut to the time left, so ``notify`` never runs much past the budget.
+Each retry is logged at WARNING (attempt n/m, cause, delay).
 
 The token is a ``SecretStr``, unwrapped only in the httpx auth flow (to set the header) and to
 scrub it, in every form it can take (:mod:`noctis.redaction`), from any text Augur or httpx
@@ -272,10 +277,13 @@ class AugurClient:
                     f"{self._scrub(str(exc))}): check NOCTIS_AUGUR_API_URL and "
                     "NOCTIS_AUGUR_API_TOKEN"
                 ) from None  # the original quotes the request; it must not be chained
-            except (httpx.TransportError, TimeoutError) as exc:
+            except (httpx.RequestError, TimeoutError) as exc:
+                # every failed exchange (above): none may escape untyped and abort an outbox pass
                 text = self._scrub(str(exc))
                 error = exc if text == str(exc) else None  # never chain one quoting the token
                 cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                if isinstance(exc, httpx.DecodingError):
+                    cause = f"Augur's answer could not be decoded ({cause})"
             else:
                 status = response.status_code
                 if 200 <= status < 300 or status == 409:
@@ -288,16 +296,18 @@ class AugurClient:
                         duplicate=status == 409,
                     )
                 if status not in RETRYABLE_STATUSES and status < 500:
-                    raise AugurRejected(status, self._scrub(_augur_message(response)))
+                    raise AugurRejected(status, _clip(self._scrub(_augur_message(response))))
                 cause = f"HTTP {status}"
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
                 delay = policy.backoff(attempt, jitter=random.random())  # noqa: S311
-            else:
-                delay = min(retry_after, policy.backoff_max)
+            else:  # never sooner than asked; a wait past the budget ends the retries (below)
+                delay = retry_after
             spent = self._clock() - start
             if attempt >= policy.max_attempts or spent + delay >= policy.max_retry_seconds:
                 stop = "max attempts reached" if attempt >= policy.max_attempts else "budget spent"
+                if retry_after is not None and attempt < policy.max_attempts:
+                    stop = f"budget spent: Augur asked to wait {retry_after:g} s (Retry-After)"
                 raise AugurUnavailable(
                     f"Augur at {self._base_url}{path} did not take the {what}: {attempt} attempt(s)"
                     f" over {spent:.2f} s ({stop}, limit {policy.max_attempts} attempts in"
@@ -314,8 +324,15 @@ class AugurClient:
         return redact(text, [self._token.get_secret_value() if self._token is not None else None])
 
 
+def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters. Cut only scrubbed text: a cut through an echoed
+    token leaves a prefix that no longer matches the token, and so would not be masked."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _augur_message(response: httpx.Response) -> str:
-    """Augur's own words: a JSON ``detail``/``message``/``error``, else the body text."""
+    """Augur's own words, whole: a JSON ``detail``/``message``/``error``, else the body text
+    (scrub it, then :func:`_clip` it)."""
     try:
         data = response.json()
     except ValueError:
@@ -327,7 +344,7 @@ def _augur_message(response: httpx.Response) -> str:
         text = found if isinstance(found, str) else json.dumps(found)
     else:
         text = response.text.strip() or response.reason_phrase
-    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+    return text
 
 
 def _parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -7,9 +7,9 @@ A notification is written into the outbox in the transaction of what it reports
 - the dispatcher (:func:`dispatch`), every ``NOCTIS_OUTBOX_DISPATCH_SECONDS``: whatever is
   left (a worker killed after COMMIT, Augur down, a lost connection). Several lanes take rows
   oldest first with ``FOR UPDATE SKIP LOCKED`` and hold the lock while sending, so no row is
-  sent by two senders at once; the pass stops at the first delivery Augur does not take, so a
-  down Augur costs one retry budget per pass, and a row tried in vain goes to the back of the
-  queue, so one bad row never starves the others.
+  sent by two senders at once, and a pass sends a row at most once; the pass stops at the
+  first delivery Augur does not take, so a down Augur costs one retry budget per pass, and a
+  row tried in vain goes to the back of the queue, so one bad row never starves the others.
 
 Every delivery is one :meth:`~noctis.augur.AugurClient.notify` under the Augur retry policy,
 with the row's Idempotency-Key, and is recorded in the row's history. A rejected notification
@@ -20,7 +20,9 @@ status`` shows them, ``noctis outbox requeue`` gives them a new budget.
 :func:`announce_ended_runs` writes a ``failed`` for each flow run that ended Crashed, Cancelled
 or Failed without an outcome in the outbox (the run died before it could say so), through the
 same outbox, so it is deduplicated too. A run whose study update committed keeps its
-``completed``: a run is never announced ``failed`` after its update committed.
+``completed``: a run is never announced ``failed`` after its update committed. The delivered
+``completed`` is pruned a retention period after its delivery; only runs that started within
+the shorter :func:`look_back` are announced, so the ``completed`` is always still there.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from noctis.augur import AugurClient, Notification, NotificationEvent, NotifyReceipt
@@ -226,17 +228,24 @@ async def dispatch(
     report: DispatchReport | None = None,
 ) -> DispatchReport:
     """Deliver every pending row queued before the pass began, oldest first, ``lanes`` at a
-    time; stop at the first one Augur does not take (the rest wait for the next pass)."""
+    time; stop at the first one Augur does not take (the rest wait for the next pass).
+
+    A pass sends a row at most once: a row Augur took whose delivery could not be recorded
+    (Atlas lost the connection meanwhile) is still pending with its old ``queued_at``, and
+    would be handed straight back; the next pass records it, or sends it again under the same
+    key."""
     report = report or DispatchReport()
     async with open_uow() as uow:
         began = await uow.outbox.clock()
+    sent: set[int] = set()  # the rows this pass took, whatever came of them
 
     async def lane() -> None:
         while report.stopped is None:
             async with open_uow() as uow:
-                message = await uow.outbox.claim_next(queued_before=began)
+                message = await uow.outbox.claim_next(queued_before=began, excluding=sorted(sent))
                 if message is None:
                     return
+                sent.add(message.id)
                 done = await _send(uow, augur, message, by=by, give_up_after=give_up_after)
             if done.outcome == "delivered":
                 report.delivered += 1
@@ -268,13 +277,32 @@ class EndedRun:
     dream_pk: int
     state: str  # the state's name: Crashed, Cancelled, Failed
     message: str | None
+    started_at: datetime | None = None
+    """None: the run never started (a worker died before starting it), so it committed nothing."""
+
+
+LOOK_BACK_SHARE = 0.9
+
+
+def look_back(retention: timedelta) -> timedelta:
+    """How far back a run must have started for :func:`announce_ended_runs` to announce it.
+
+    A run's ``completed`` is written after the run started and deleted ``retention`` after its
+    delivery (:func:`prune`), so a run that started within the look-back still has its
+    ``completed`` if it committed one, however long after that delivery it ended: it is never
+    announced ``failed``. The look-back is shorter than the retention by a margin for the
+    clocks of Prefect and Atlas. A run that ran longer than the look-back is not announced."""
+    return retention * LOOK_BACK_SHARE
 
 
 async def announce_ended_runs(
-    open_uow: OpenUnitOfWork, runs: Sequence[EndedRun]
+    open_uow: OpenUnitOfWork, runs: Sequence[EndedRun], *, started_after: datetime
 ) -> list[OutboxMessage]:
     """Write a ``failed`` for each run with no outcome in the outbox whose finder exists (an
-    unknown finder has no study to fail); returns the rows written."""
+    unknown finder has no study to fail) and which started after ``started_after`` or never
+    started (:func:`look_back`: its outcome, if any, is not yet pruned); returns the rows
+    written."""
+    runs = [r for r in runs if r.started_at is None or r.started_at > started_after]
     if not runs:
         return []
     written = []
@@ -310,7 +338,8 @@ async def enqueue_failure(uow: UnitOfWork, notification: Notification) -> Outbox
 
 
 async def prune(open_uow: OpenUnitOfWork, *, older_than: timedelta) -> int:
-    """Delete the rows delivered more than ``older_than`` ago; returns how many."""
+    """Delete the rows delivered more than ``older_than`` ago (the retention); returns how many.
+    Runs are announced over a shorter :func:`look_back`, so no run outlives its outcome."""
     total = 0
     while True:
         async with open_uow() as uow:

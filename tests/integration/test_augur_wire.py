@@ -122,6 +122,25 @@ async def test_a_dropped_connection_is_retried(augur_stub: AugurStub) -> None:
     assert (receipt.status_code, receipt.attempts) == (201, 2)
 
 
+GARBLED = {"Content-Encoding": "gzip"}  # a proxy's page whose body is not gzip at all
+
+
+async def test_an_answer_that_cannot_be_decoded_is_a_failed_attempt(augur_stub: AugurStub) -> None:
+    augur_stub.script([Reply(502, text="<html>bad gateway</html>", headers=GARBLED), 201])
+    async with client_for(augur_stub.url) as client:
+        receipt = await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert (receipt.status_code, receipt.attempts) == (201, 2)
+
+
+async def test_answers_that_never_decode_end_as_augur_unavailable(augur_stub: AugurStub) -> None:
+    augur_stub.fallback(Reply(503, text="upstream down", headers=GARBLED))
+    async with client_for(augur_stub.url) as client:
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert len(augur_stub.requests) == QUICK.max_attempts
+    assert "last cause: Augur's answer could not be decoded (DecodingError: " in str(caught.value)
+
+
 async def test_409_means_augur_already_has_it(augur_stub: AugurStub) -> None:
     augur_stub.script([Reply(409, json={"detail": "already received"})])
     async with client_for(augur_stub.url) as client:
@@ -141,6 +160,24 @@ async def test_400_raises_augur_rejected_at_once_with_augurs_message(
     assert caught.value.status_code == 400
     assert caught.value.augur_message == "dream 5 is archived"
     assert "dream 5 is archived" in str(caught.value)
+
+
+async def test_retry_after_past_the_backoff_max_is_waited_in_full(augur_stub: AugurStub) -> None:
+    augur_stub.script([Reply(503, headers={"Retry-After": "0.6"}), 201])
+    capped = RetryPolicy(max_attempts=3, max_retry_seconds=2.5, backoff_base=0.01, backoff_max=0.1)
+    async with client_for(augur_stub.url, retry=capped) as client:
+        receipt = await client.notify(NOTIFICATION, idempotency_key=KEY)
+    first, second = augur_stub.requests
+    assert receipt.attempts == 2 and second.time - first.time >= 0.6  # not the 0.1 s cap
+
+
+async def test_retry_after_past_the_budget_stops_at_once(augur_stub: AugurStub) -> None:
+    augur_stub.fallback(Reply(429, headers={"Retry-After": "120"}))
+    started = time.monotonic()
+    async with client_for(augur_stub.url) as client:
+        with pytest.raises(AugurUnavailable, match=r"asked to wait 120 s \(Retry-After\)"):
+            await client.notify(NOTIFICATION, idempotency_key=KEY)
+    assert len(augur_stub.requests) == 1 and time.monotonic() - started < 1.0
 
 
 async def test_the_time_budget_bounds_retries(augur_stub: AugurStub) -> None:

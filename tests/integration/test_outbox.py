@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from noctis import outbox
 from noctis.augur import (
@@ -315,6 +316,51 @@ async def test_a_pass_stops_at_the_first_failure_and_gives_up_on_expired_rows(
     assert all("last cause:" in (r.last_error or "") for r in gave_up)
 
 
+async def test_answers_that_cannot_be_decoded_are_recorded_and_the_queue_moves_on(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    first, second = await _studies(session, session_factory, n=2)
+    await _link(session_factory, first, run="run-1")
+    healthy = await _link(session_factory, second, run="run-2")
+    # A proxy's 502 page whose Content-Encoding lies about its body, for one whole retry budget.
+    garbled = Reply(502, text="<html>bad gateway</html>", headers={"Content-Encoding": "gzip"})
+    augur_stub.script([garbled] * QUICK.max_attempts)
+    opener = _opener(session_factory)
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert (report.delivered, report.retried) == (0, 1)
+    assert report.stopped is not None and "could not be decoded (DecodingError" in report.stopped
+    tried = (await _rows(session))[0]
+    assert (tried.state, tried.attempts) == ("pending", 1)
+    assert "DecodingError" in (tried.last_error or "")
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert report.keys == [healthy.key, tried.idempotency_key]
+
+
+async def test_a_rejection_holding_a_nul_is_recorded_dead_and_the_pass_goes_on(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    """PostgreSQL's text and jsonb refuse NUL (and a lone surrogate): an attempt whose error
+    held one could not be recorded, and every pass stopped at that row."""
+    first, second, third = await _studies(session, session_factory, n=3)
+    for i, study in enumerate((first, second, third)):
+        await _link(session_factory, study, run=f"run-{i}")
+    augur_stub.script(
+        [
+            Reply(400, text="bad request\x00\x1f\x8b"),
+            Reply(422, json={"detail": "lone \ud800 surrogate"}),
+        ]
+    )
+    opener = _opener(session_factory)
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert (report.dead, report.delivered, report.stopped) == (2, 1, None)
+    dead = [r for r in await _rows(session) if r.state == "dead"]
+    assert [r.last_error for r in dead] == [
+        "AugurRejected: Augur rejected the notification with HTTP 400: bad request\ufffd\x1f\x8b",
+        "AugurRejected: Augur rejected the notification with HTTP 422: lone \ufffd surrogate",
+    ]
+    assert [r.history[-1]["error"] for r in dead] == [r.last_error for r in dead]
+
+
 async def test_a_row_tried_in_vain_goes_to_the_back_of_the_queue(
     session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
 ) -> None:
@@ -327,6 +373,45 @@ async def test_a_row_tried_in_vain_goes_to_the_back_of_the_queue(
     assert report.retried == 1 and report.delivered == 0
     report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
     assert report.keys == [healthy.key, poison.key]  # the healthy row first this time
+
+
+async def test_a_pass_sends_a_row_once_even_when_its_delivery_cannot_be_recorded(
+    session: AsyncSession,
+    session_factory: Factory,
+    engine: AsyncEngine,
+    admin: psycopg.AsyncConnection,
+    augur: AugurClient,
+    augur_stub: AugurStub,
+) -> None:
+    """Atlas ends a sender's transaction while Augur takes its time to answer
+    (idle_in_transaction_session_timeout): Augur took the row, the outbox cannot record so, the
+    row stays pending with its old queued_at. The pass used to claim it again at once, and send
+    it again, without end; now the next pass records it, sending it under the same key."""
+    first, second = await _studies(session, session_factory, n=2)
+    messages = [
+        await _link(session_factory, s, run=f"run-{i}") for i, s in enumerate((first, second))
+    ]
+    await session.close()
+    database = engine.url.database
+    await admin.execute(
+        f'ALTER DATABASE "{database}" SET idle_in_transaction_session_timeout = 1000'
+    )
+    await engine.dispose()  # new connections take the setting
+    augur_stub.fallback(Reply(stall=1.5))  # Augur takes each, after the session is gone
+    opener = _opener(session_factory)
+    async with asyncio.timeout(15):
+        report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    keys = [m.key for m in messages]
+    assert [r.header("Idempotency-Key") for r in augur_stub.requests if r.taken] == keys
+    assert report.keys == keys and report.stopped is None
+    assert {(r.state, r.attempts) for r in await _rows(session)} == {("pending", 0)}
+    await admin.execute(f'ALTER DATABASE "{database}" RESET idle_in_transaction_session_timeout')
+    await engine.dispose()
+    augur_stub.fallback(Reply(409))  # the next pass: Augur has them already
+    report = await outbox.dispatch(opener, augur, by="d", give_up_after=DAY, lanes=1)
+    assert report.keys == keys
+    assert [r.header("Idempotency-Key") for r in augur_stub.requests] == keys + keys
+    assert {(r.state, r.attempts) for r in await _rows(session)} == {("delivered", 1)}
 
 
 async def test_prune_deletes_only_delivered_rows_older_than_the_retention(
@@ -363,8 +448,9 @@ async def test_ended_runs_are_announced_once_and_only_without_an_outcome(
         ended("unknown-finder", 987654, "Failed"),
     ]
     opener = _opener(session_factory)
-    written = await outbox.announce_ended_runs(opener, runs)
-    again = await outbox.announce_ended_runs(opener, runs)
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    written = await outbox.announce_ended_runs(opener, runs, started_after=week_ago)
+    again = await outbox.announce_ended_runs(opener, runs, started_after=week_ago)
     assert [m.notification.flow_run_id for m in written] == ["crashed", "cancelled"]
     assert again == []
     error = written[0].notification.error
@@ -373,6 +459,42 @@ async def test_ended_runs_are_announced_once_and_only_without_an_outcome(
         "imagery-finder-study.completed": 1,
         "imagery-finder-study.failed": 2,
     }
+
+
+async def test_a_run_is_never_announced_failed_after_its_delivered_completed_was_pruned(
+    session: AsyncSession, session_factory: Factory, augur: AugurClient, augur_stub: AugurStub
+) -> None:
+    """The run delivers its ``completed`` right after COMMIT, then hangs and ends Crashed later.
+    A retention period after that delivery the row is pruned; the run, started before its
+    delivery, is then outside the look-back, so the dispatcher does not announce it under
+    another key. A run that never started, or started within the look-back, is announced."""
+    retention = timedelta(hours=168)
+    first, second = await _studies(session, session_factory, n=2)
+    started = datetime.now(UTC)
+    completed = await _link(session_factory, first, run=RUN)
+    opener = _opener(session_factory)
+    delivered = await outbox.deliver(opener, augur, completed.id, by="flow", give_up_after=DAY)
+    assert delivered.outcome == "delivered"
+    # A retention period and a minute go by: shift every time of the scenario back instead.
+    aged = retention + timedelta(minutes=1)
+    await session.execute(
+        update(NotificationOutbox).values(delivered_at=NotificationOutbox.delivered_at - aged)
+    )
+    await session.commit()
+    started -= aged
+    assert await outbox.prune(opener, older_than=retention) == 1
+    since = datetime.now(UTC) - outbox.look_back(retention)
+    assert since > datetime.now(UTC) - retention + timedelta(hours=1)  # a margin for the clocks
+    crashed = EndedRun(RUN, "f", first.finder_id, first.dream_id, "Crashed", None, started)
+    never_started = EndedRun("pending-run", "f", second.finder_id, second.dream_id, "Crashed", None)
+    just = since + timedelta(seconds=1)
+    recent = EndedRun("recent-run", "f", second.finder_id, second.dream_id, "Failed", None, just)
+    runs = [crashed, never_started, recent]
+    written = await outbox.announce_ended_runs(opener, runs, started_after=since)
+    assert [m.notification.flow_run_id for m in written] == ["pending-run", "recent-run"]
+    await outbox.dispatch(opener, augur, by="d", give_up_after=DAY)
+    failed = [r.json["flow_run_id"] for r in augur_stub.requests if "failed" in r.json["event"]]
+    assert RUN not in failed and len(failed) == 2
 
 
 async def test_a_failure_is_written_under_a_generic_plan_too(

@@ -194,6 +194,27 @@ async def test_retries_connection_errors_and_timeouts(error: Exception) -> None:
     assert (receipt.attempts, len(seen)) == (2, 2)
 
 
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (
+            httpx.DecodingError("Error -3 while decompressing data"),
+            "Augur's answer could not be decoded (DecodingError: Error -3 while decompressing",
+        ),
+        (httpx.TooManyRedirects("Exceeded maximum redirects."), "TooManyRedirects: Exceeded"),
+    ],
+)
+async def test_every_request_error_is_a_failed_attempt_never_an_untyped_escape(
+    error: httpx.RequestError, cause: str
+) -> None:
+    handler, seen = scripted(*[error] * 10)
+    async with client_for(handler, FakeTime()) as client:
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    assert len(seen) == FAST.max_attempts
+    assert f"last cause: {cause}" in str(caught.value)
+
+
 async def test_409_means_augur_already_has_it_and_is_a_success() -> None:
     handler, seen = scripted(httpx.Response(409, json={"detail": "duplicate"}))
     async with client_for(handler, FakeTime()) as client:
@@ -234,15 +255,48 @@ async def test_a_long_rejection_body_is_truncated() -> None:
     assert 500 <= len(caught.value.augur_message) <= 501
 
 
-@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("3600", 8.0)])
-async def test_honours_retry_after_seconds_capped_by_backoff_max(
+@pytest.mark.parametrize("before", [480, 490, 495, 499])
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_a_token_echoed_across_the_cut_leaves_no_part_of_itself(
+    before: int, as_json: bool
+) -> None:
+    echo = "x" * before + f"{TOKEN} was refused"  # the token straddles the 500-character cut
+    answer = httpx.Response(401, **({"json": {"detail": echo}} if as_json else {"text": echo}))
+    handler, _ = scripted(answer)
+    async with client_for(handler, FakeTime()) as client:
+        with pytest.raises(AugurRejected) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    message = str(caught.value)
+    assert caught.value.augur_message == ("x" * before + "**********" + " was refused")[:500] + "…"
+    assert not any(TOKEN[:n] in message for n in range(4, len(TOKEN) + 1)), message[-40:]
+
+
+@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0", 0.0), ("20", 20.0)])
+async def test_honours_retry_after_seconds_even_past_backoff_max(
     header: str, expected: float
 ) -> None:
     fake = FakeTime()
     handler, _ = scripted(httpx.Response(429, headers={"Retry-After": header}))
-    async with client_for(handler, fake) as client:
+    async with client_for(handler, fake) as client:  # backoff max 8 s, budget 60 s
         await client.notify(completed(), idempotency_key=KEY)
     assert fake.sleeps == [expected]
+
+
+async def test_a_retry_after_past_the_budget_ends_the_retries_never_retrying_sooner() -> None:
+    """Augur asked for 120 s: the client used to retry at 30/60/90 s (the backoff max)."""
+    fake = FakeTime()
+    sent: list[float] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        sent.append(fake.now)
+        return httpx.Response(429, headers={"Retry-After": "120"})
+
+    async with client_for(busy, fake, retry=RetryPolicy()) as client:  # 5 attempts in 120 s
+        with pytest.raises(AugurUnavailable) as caught:
+            await client.notify(completed(), idempotency_key=KEY)
+    assert (sent, fake.sleeps) == ([1000.0], [])
+    assert "budget spent: Augur asked to wait 120 s (Retry-After)" in str(caught.value)
+    assert "last cause: HTTP 429" in str(caught.value)
 
 
 async def test_honours_retry_after_as_an_http_date() -> None:

@@ -5,9 +5,11 @@ schedule of ``NOCTIS_OUTBOX_DISPATCH_SECONDS``, and an automation runs it at onc
 run ends Crashed or Cancelled. ``noctis outbox deliver`` runs one pass in the shell. A pass
 (:func:`dispatch_once`):
 
-1. announces the study runs that ended Crashed, Cancelled or Failed within the retention period
-   without an outcome in the outbox (read from the Prefect API): a ``failed`` each, through the
-   outbox (:func:`noctis.outbox.announce_ended_runs`);
+1. announces the study runs that started (or never started) and ended Crashed, Cancelled or
+   Failed within the look-back (:func:`noctis.outbox.look_back`: 90% of the retention, so a
+   run's delivered ``completed`` is never pruned before the run leaves it) without an outcome in
+   the outbox (read from the Prefect API): a ``failed`` each, through the outbox
+   (:func:`noctis.outbox.announce_ended_runs`);
 2. delivers every pending notification (:func:`noctis.outbox.dispatch`), then looks for ended
    runs once more (one may have crashed meanwhile) and delivers what that found;
 3. deletes delivered rows older than ``NOCTIS_RETENTION_HOURS``, and this machine's Prefect
@@ -103,6 +105,7 @@ def _ended(run: FlowRun) -> EndedRun | None:
         dream_pk=dream,
         state=(state.name if state is not None else None) or "ended",
         message=state.message if state is not None else None,
+        started_at=run.start_time,
     )
 
 
@@ -129,11 +132,13 @@ async def dispatch_once(
                 "NOCTIS_AUGUR_API_URL is empty: the outbox is not delivered"
             )
             return report
-        since = datetime.now(UTC) - settings.retention
+        since = datetime.now(UTC) - outbox.look_back(settings.retention)
 
         async def announce() -> int:
             ended = await ended_runs(since)
-            return len(await outbox.announce_ended_runs(runtime.unit_of_work, ended))
+            return len(
+                await outbox.announce_ended_runs(runtime.unit_of_work, ended, started_after=since)
+            )
 
         async def deliver() -> None:
             await outbox.dispatch(

@@ -4,11 +4,15 @@ A row is written in the transaction of the work it reports (the study's link ste
 ``completed``), so the notification exists exactly when the work committed. Senders (the flow
 right after COMMIT, the dispatcher) take a row with ``SELECT … FOR UPDATE SKIP LOCKED`` and
 keep the lock while they send, so two senders never send one row at once, and a sender that
-dies releases it with its connection. Times are the database's.
+dies releases it with its connection. Times are the database's. Text from outside (Augur's
+words, an error) is stored through :func:`storable`: PostgreSQL's ``text`` and ``jsonb`` refuse
+a NUL and a lone surrogate, and an attempt that cannot be recorded would stay first in the
+queue.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +24,7 @@ from sqlalchemy import (
     Double,
     Integer,
     Text,
+    all_,
     and_,
     any_,
     bindparam,
@@ -84,6 +89,17 @@ class OutboxEntry:
     last_error: str | None
     created_at: datetime
     queued_at: datetime
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` as PostgreSQL can store it: NUL and what UTF-8 cannot encode (a lone surrogate
+    from a JSON ``\\ud800``) become U+FFFD."""
+    if text is None:
+        return None
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 _MESSAGE = (Row.id, Row.idempotency_key, Row.payload, Row.state, Row.attempts, Row.created_at)
@@ -192,12 +208,15 @@ class OutboxRepository:
             rows = (await self._session.execute(stmt)).all()
         return [_message(row) for row in rows]
 
-    async def claim_next(self, *, queued_before: datetime) -> OutboxMessage | None:
+    async def claim_next(
+        self, *, queued_before: datetime, excluding: Sequence[int] = ()
+    ) -> OutboxMessage | None:
         """Lock the pending row waiting longest (queued before ``queued_before``), skipping rows
-        other senders hold; None when there is none."""
+        other senders hold and the rows ``excluding`` names; None when there is none."""
+        skipped = bindparam("excluding", list(excluding), type_=ARRAY(BigInteger))
         stmt = (
             select(*_MESSAGE)
-            .where(Row.state == "pending", Row.queued_at < queued_before)
+            .where(Row.state == "pending", Row.queued_at < queued_before, Row.id != all_(skipped))
             .order_by(Row.queued_at, Row.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -213,6 +232,7 @@ class OutboxRepository:
         now = func.clock_timestamp()
         expired = func.coalesce(Row.requeued_at, Row.created_at) < now - give_up_after
         delivered = attempt.outcome == "delivered"
+        error = storable(attempt.error)
         state: Any = case((expired, "dead"), else_="pending")
         if delivered or attempt.outcome == "rejected":
             state = "delivered" if delivered else "dead"
@@ -223,7 +243,7 @@ class OutboxRepository:
             "status", literal(attempt.status, Integer),
             "http_attempts", literal(attempt.http_attempts, Integer),
             "seconds", literal(round(attempt.seconds, 3), Double),
-            "error", literal(attempt.error, Text),
+            "error", literal(error, Text),
         )  # fmt: skip
         history = func.jsonb_path_query_array(
             Row.history.op("||")(func.jsonb_build_array(entry)), _LATEST
@@ -235,7 +255,7 @@ class OutboxRepository:
                 state=state,
                 attempts=Row.attempts + 1,
                 history=history,
-                last_error=None if delivered else attempt.error,
+                last_error=None if delivered else error,
                 delivered_at=now if delivered else None,
                 queued_at=now,
             )
@@ -256,6 +276,7 @@ class OutboxRepository:
             .with_for_update(skip_locked=True)
         )
         reason = literal(f"gave up after {give_up_after} without delivery; last cause: ")
+        cause = storable(cause) or ""
         stmt = (
             update(Row)
             .where(Row.id.in_(expired.scalar_subquery()))
