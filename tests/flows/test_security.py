@@ -40,6 +40,7 @@ from prefect.events.filters import EventFilter, EventOccurredFilter
 from sqlalchemy.engine import URL
 
 import noctis
+import noctis.flows.imagery_finder_study
 from noctis.runtime import open_runtime
 from noctis.settings import Settings, get_settings
 from tests.support.augur_stub import AugurStub, Reply
@@ -549,3 +550,29 @@ async def test_awkward_secrets_never_leak_whatever_fails(
         await admin.execute(
             psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role))
         )
+
+
+async def test_an_unexpected_error_quoting_a_secret_is_masked_in_the_failed_notification(
+    study_env: Settings,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Noctis' own errors hold no secret; another library's may (a driver quoting its DSN):
+    the ``failed`` notification carries its text masked."""
+    token = study_env.noctis_augur_api_token
+    assert token is not None
+    secrets = [token.get_secret_value(), study_env.atlas_db_password.get_secret_value()]
+
+    async def quoting(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"boom: token {secrets[0]} password {secrets[1]}")
+
+    monkeypatch.setattr(noctis.flows.imagery_finder_study, "check", quoting)
+    finder, dream, _ = await _seed(admin)
+    state = await run_study(finder, dream)
+    assert state.is_failed()
+    (request,) = augur_stub.requests
+    body = request.json
+    assert body["event"] == "imagery-finder-study.failed"
+    assert body["error"].startswith("RuntimeError: boom: token ")
+    assert _leaks([request.body.decode()], secrets) == []

@@ -17,6 +17,7 @@ from noctis.augur import Notification, NotificationEvent, failed_key
 from noctis.errors import DatabaseError, FinderNotFound, NoctisError
 from noctis.flows.tasks import database_task, flow_run_id
 from noctis.outbox import Delivery
+from noctis.redaction import redact
 from noctis.repositories import OutboxMessage
 from noctis.runtime import current_runtime
 
@@ -100,7 +101,8 @@ async def failure_announced(imagery_finder_pk: int, dream_pk: int) -> AsyncItera
     except Exception as error:
         message = (
             str(error) if isinstance(error, NoctisError) else f"{type(error).__name__}: {error}"
-        )
+        )  # Noctis' own messages hold no secret; anything else's might (a driver's DSN)
+        message = redact(message, current_runtime().settings.secrets())
         try:
             await announce_failure(
                 Notification(
