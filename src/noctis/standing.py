@@ -10,7 +10,8 @@ that COMMIT, while
   (``end_date + 1 day``, 00:00 UTC) is less than ``NOCTIS_STANDING_GRACE_DAYS`` ago (late
   ingest of scenes acquired inside the window). Past that, it stops standing by itself.
 
-Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked).
+Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked);
+a rerun whose window ended more than the grace ago stops it standing.
 
 **Seeing every new scene once.** Triggers on ``archive_item`` queue, inside the writer's own
 transaction, every inserted scene and every scene whose footprint, acquired_at, cloud_cover or

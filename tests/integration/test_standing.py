@@ -303,6 +303,26 @@ async def test_which_studies_stand(
     assert state is not None and state.standing
 
 
+async def test_a_rerun_whose_window_ended_beyond_the_grace_stops_the_study_standing(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    finder, dream = await _study(session, session_factory, square(10, 45, 0.5))  # open-ended
+    # Augur ends the finder's window 60 days ago (beyond the 30-day grace) and reruns it.
+    ended = datetime.now(UTC).date() - timedelta(days=60)
+    await admin.execute("UPDATE imagery_finder SET end_date = %s WHERE id = %s", (ended, finder))
+    async with UnitOfWork(session_factory) as uow:
+        study = await check_study(uow, finder_id=finder, dream_id=dream)
+    async with UnitOfWork(session_factory) as uow:
+        await link_study(uow, study, standing_grace=GRACE)
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.standing.state(finder_id=finder, dream_id=dream, grace=GRACE) is None
+    late = await _item(admin, square(10, 45, 0.1), at=datetime.now(UTC))  # outside the window
+    report = await _pass(session_factory)
+    assert report.scenes == 1 and report.new == 0
+    assert late not in await linked_ids(admin, finder, dream)
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+
+
 async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory) -> None:
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):

@@ -184,6 +184,15 @@ class StandingRepository:
         async with translated(f"enrolling ImageryFinder {criteria.finder_id} as standing"):
             await self._session.execute(stmt)
 
+    async def withdraw(self, *, finder_id: int, dream_id: int) -> None:
+        """Delete the study's standing row, if any: a rerun whose window can no longer stand
+        stops the study standing (no batch matches by its earlier criteria after COMMIT)."""
+        stmt = delete(StandingStudy).where(
+            *of_study(StandingStudy, finder_id=finder_id, dream_id=dream_id)
+        )
+        async with translated(f"withdrawing ImageryFinder {finder_id} for Dream {dream_id}"):
+            await self._session.execute(stmt)
+
     async def close(self, *, finder_id: int, dream_id: int, reason: str) -> StandingState | None:
         """Close the study (unless closed already); None if it has no standing row."""
         s = StandingStudy
