@@ -10,6 +10,9 @@ that COMMIT, while
   (``end_date + 1 day``, 00:00 UTC) is less than ``NOCTIS_STANDING_GRACE_DAYS`` ago (late
   ingest of scenes acquired inside the window). Past that, it stops standing by itself.
 
+The matcher judges this at the time each scene was queued, not at the batch's: a scene written
+while the study stood is matched to it even by a batch that runs after the close.
+
 Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked);
 a rerun whose window ended more than the grace ago stops it standing.
 

@@ -323,6 +323,38 @@ async def test_a_rerun_whose_window_ended_beyond_the_grace_stops_the_study_stand
     assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
 
 
+async def test_a_scene_is_judged_standing_at_the_time_it_was_queued(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    """Close: a scene queued while the study stood is matched even by a batch after the close;
+    one queued after the close is not. Grace: likewise, at the scene's enqueue time."""
+    aoi = square(10, 45, 0.5)
+    closed = await _study(session, session_factory, aoi)
+    before = await _item(admin, square(10, 45, 0.1))  # queued while the study stands
+    async with UnitOfWork(session_factory) as uow:
+        await standing.close_study(uow, finder_id=closed[0], dream_id=closed[1])
+    after = await _item(admin, square(10, 45, 0.2))  # queued after the close
+    report = await _pass(session_factory)
+    assert report.scenes == 2 and await _queued(admin) == []
+    assert await linked_ids(admin, *closed) == [before]
+    assert after not in await linked_ids(admin, *closed)
+
+    # Ended 40 days ago: enrolled under a 60-day grace, matched with the 30-day one.
+    ended = datetime.now(UTC).date() - timedelta(days=40)
+    lapsed = await _study(session, session_factory, aoi, end=ended, grace=timedelta(days=60))
+    in_grace = await _item(admin, square(10, 45, 0.1))
+    await admin.execute(  # queued 20 days ago: the window had ended 19 days before, in grace
+        "UPDATE standing_change SET enqueued_at = now() - interval '20 days' "
+        "WHERE archive_item_id = %s",
+        (in_grace,),
+    )
+    too_late = await _item(admin, square(10, 45, 0.2))  # queued now: 39 days after the end
+    report = await _pass(session_factory)
+    assert report.scenes == 2
+    assert await linked_ids(admin, *lapsed) == [before, after, in_grace]  # its run linked two
+    assert too_late not in await linked_ids(admin, *lapsed)
+
+
 async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory) -> None:
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
@@ -340,9 +372,10 @@ async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
     scene = await _item(admin, square(10, 45, 0.2))
     async with UnitOfWork(session_factory) as a:
         await a.standing.fence_batch()
-        assert await a.standing.take_changes(limit=10) == [scene]
-        await a.standing.lock_touched([scene], grace=GRACE)
-        assert await a.standing.link_items([scene], grace=GRACE) == {(finder, dream): 1}
+        queued = await a.standing.take_changes(limit=10)
+        assert list(queued) == [scene]
+        await a.standing.lock_touched(queued, grace=GRACE)
+        assert await a.standing.link_items(queued, grace=GRACE) == {(finder, dream): 1}
         await admin.execute(
             "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s",
             (scene,),
