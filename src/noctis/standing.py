@@ -30,8 +30,10 @@ are queued again. Concurrent batches take disjoint scenes; the fence of
 **A scene that no longer matches.** When an update moves a scene out of a standing study (its
 footprint, time, cloud cover or collection changed), its lookup row is deleted, and the
 study's ``updated`` notification counts it in ``removed_count`` (``matched_count`` is the total
-after the batch). The lookup rows of closed studies are never touched: they are the record of
-what the study found. A deleted scene takes its lookup rows with it (foreign key cascade).
+after the batch). The batch deletes that study's stored coverage plans in the same transaction
+(a plan never names or counts a scene that is gone): ``noctis plan`` or a rerun makes new ones.
+The lookup rows of closed studies are never touched: they are the record of what the study
+found. A deleted scene takes its lookup rows with it (foreign key cascade).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ async def match_batch(
         return None
     await uow.standing.lock_touched(items, grace=grace)
     removed = await uow.standing.unlink_stale(items, grace=grace)
+    await uow.plans.discard(sorted(removed))  # a stored plan never counts a scene that is gone
     new = await uow.standing.link_items(items, grace=grace)
     changed = sorted(set(removed) | set(new))
     totals = await uow.standing.totals(changed)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from noctis import standing
 from noctis.augur import AugurClient, RetryPolicy
 from noctis.errors import StudyNeverRan
+from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
 from noctis.unit_of_work import UnitOfWork
@@ -200,6 +201,42 @@ async def test_an_update_that_moves_a_scene_out_removes_its_row_and_says_so(
     assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
     for _, recorded, expected in await coverages(admin, finder, dream):
         assert recorded == pytest.approx(expected, rel=1e-9)
+
+
+async def test_a_batch_that_removes_a_studys_scenes_deletes_its_stored_plans(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    moved = await _item(admin, square(10, 45, 0.6))
+    kept = await _item(admin, square(20, 45, 0.6))
+    await admin.execute("DELETE FROM standing_change")
+    studies = []
+    for aoi in (square(10, 45, 0.5), square(20, 45, 0.5)):
+        dream = await add_dream(session)
+        finder = await add_finder(session, aoi)
+        await session.commit()
+        async with UnitOfWork(session_factory) as uow:
+            study = await check_study(uow, finder_id=finder.id, dream_id=dream.id)
+        async with UnitOfWork(session_factory) as uow:
+            linked = await link_study(uow, study, standing_grace=GRACE, planner=plan_in_link)
+        assert linked.plan is not None and linked.plan.scenes == 1
+        studies.append((finder.id, dream.id))
+    await admin.execute(
+        "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s", (moved,)
+    )
+    assert (await _pass(session_factory)).removed == 1
+
+    async def plans(finder: int) -> int:
+        sql = "SELECT count(*) FROM coverage_plan WHERE imagery_finder_id = %s"
+        return int(await scalar(admin, sql, (finder,)))
+
+    assert await plans(studies[0][0]) == 0  # its scene is gone: so is its plan
+    assert await plans(studies[1][0]) == 1  # untouched
+    assert await linked_ids(admin, *studies[1]) == [kept]
+    items = (
+        "SELECT l.archive_item_id FROM coverage_plan_item i "
+        "JOIN archive_lookup_item l ON l.id = i.archive_lookup_item_id"
+    )
+    assert await scalar(admin, items) == kept
 
 
 async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(

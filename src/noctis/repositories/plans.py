@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -212,6 +213,19 @@ class PlanRepository:
             ]
             if items:
                 await self._session.execute(insert(CoveragePlanItem), items)
+
+    async def discard(self, studies: Sequence[tuple[int, int]]) -> int:
+        """Delete every stored plan of these studies ((finder id, dream id) pairs), their items
+        with them (cascade); no commit. A standing batch that removed lookup rows of a study
+        calls it in its transaction: a stored plan never names or counts scenes that are gone.
+        Returns how many plan rows (slices) were deleted."""
+        if not studies:
+            return 0
+        key = tuple_(CoveragePlan.imagery_finder_id, CoveragePlan.dream_id)
+        stmt = delete(CoveragePlan).where(key.in_([tuple(s) for s in studies]))
+        async with translated("deleting the coverage plans of studies that lost scenes"):
+            result = await self._session.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def count_items(self, *, finder_id: int, dream_id: int, per: str) -> int | None:
         """Scenes in the study's stored plans of slicing ``per``; None when none is stored."""
