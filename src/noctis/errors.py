@@ -23,8 +23,10 @@
     ├── ExportError             ``noctis export`` cannot write: an unwritable output path, or a
     │                           study with no lookup rows (names the study or the path)
     ├── PlanError               no coverage plan can be made as asked: a point AOI (coverage is
-    │                           undefined), a target outside (0, 1], an unknown slice, a
-    │                           preference weight outside [0, 1)
+    │   │                       undefined), a target outside (0, 1], an unknown slice, a
+    │   │                       preference weight outside [0, 1)
+    │   └── PlanOutdated        the study's scenes changed while its plan was made (a standing
+    │                           batch removed one it took): plan again
     ├── LoaderError             ``noctis archive load`` cannot read a file: missing, empty, an
     │   │                       unknown suffix, an ItemCollection that is not JSON or not STAC
     │   │                       (names the file and the reason); nothing is written from it
@@ -123,6 +125,21 @@ class ExportError(NoctisError):
 
 class PlanError(NoctisError):
     """A coverage plan that cannot be made as asked; the message says why and what to use."""
+
+
+class PlanOutdated(PlanError):
+    """A plan whose scenes changed while it was made: a standing batch removed a scene it took
+    (the scene's lookup row is gone), so it cannot be stored. Planning again sees the change."""
+
+    def __init__(self, finder_id: int, dream_id: int) -> None:
+        self.finder_id = finder_id
+        self.dream_id = dream_id
+        super().__init__(
+            f"ImageryFinder {finder_id} for Dream {dream_id}: its scenes changed while its "
+            "coverage plan was made (a standing batch removed a scene the plan took), so the "
+            "plan was not stored: run it again (noctis plan --imagery-finder-pk "
+            f"{finder_id} --dream-pk {dream_id}, or rerun the study)"
+        )
 
 
 class LoaderError(NoctisError):
