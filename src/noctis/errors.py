@@ -9,7 +9,9 @@
     ├── NotFound                an unknown finder or dream (the message names the id)
     │   ├── FinderNotFound
     │   ├── DreamNotFound
-    │   └── StudyNeverRan       a study to close that has never run (no standing row)
+    │   └── StudyNotStanding    a study to close that does not stand: its window ended more
+    │       │                   than the grace ago (no standing row)
+    │       └── StudyNeverRan   a study to close that has never run (no standing row)
     ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
     │                           wrongly typed location, an unsplit antimeridian edge,
     │                           inverted dates, empty collections, max_cloud_cover out of range
@@ -82,17 +84,24 @@ class DreamNotFound(NotFound):
     kind = "Dream"
 
 
-class StudyNeverRan(NotFound):
+class StudyNotStanding(NotFound):
+    """A study (finder x dream) to close that does not stand; the message says why."""
+
+    def __init__(self, finder_id: int, dream_id: int, reason: str) -> None:
+        self.id = finder_id
+        self.dream_id = dream_id
+        self.reason = reason
+        NoctisError.__init__(
+            self,
+            f"ImageryFinder {finder_id} for Dream {dream_id} is not a standing study: {reason}",
+        )
+
+
+class StudyNeverRan(StudyNotStanding):
     """A study (finder x dream) to close that has never run: there is nothing standing."""
 
     def __init__(self, finder_id: int, dream_id: int) -> None:
-        self.id = finder_id
-        self.dream_id = dream_id
-        NoctisError.__init__(
-            self,
-            f"ImageryFinder {finder_id} for Dream {dream_id} is not a standing study: it has "
-            "never run (run it first, or check the ids)",
-        )
+        super().__init__(finder_id, dream_id, "it has never run (run it first, or check the ids)")
 
 
 class InvalidFinder(NoctisError):

@@ -44,13 +44,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 
 from noctis import outbox
 from noctis.augur import AugurClient, Notification, NotificationEvent
-from noctis.errors import DatabaseUnavailable, StudyNeverRan
+from noctis.errors import DatabaseUnavailable, FinderNotFound, StudyNeverRan, StudyNotStanding
 from noctis.outbox import OpenUnitOfWork
 from noctis.repositories import OutboxMessage, StandingState
+from noctis.settings import DEFAULT_STANDING_GRACE_DAYS
 from noctis.unit_of_work import UnitOfWork
 
 CLOSED_BY_REQUEST = "closed on request"
@@ -230,15 +232,52 @@ class ClosedStudy:
     """It was closed before this request (nothing changed)."""
 
 
-async def close_study(uow: UnitOfWork, *, finder_id: int, dream_id: int) -> ClosedStudy:
+async def close_study(
+    uow: UnitOfWork,
+    *,
+    finder_id: int,
+    dream_id: int,
+    grace: timedelta = timedelta(days=DEFAULT_STANDING_GRACE_DAYS),
+) -> ClosedStudy:
     """Close a standing study: no scene ingested from now on is matched to it; its lookup rows
-    stay. Closing a closed study changes nothing. Raises :class:`StudyNeverRan`."""
+    stay. Closing a closed study changes nothing. A study that does not stand raises
+    :class:`StudyNotStanding` saying why: its window ended more than ``grace`` ago, or it ran
+    when it had; :class:`StudyNeverRan` when it never ran."""
     before = await uow.standing.state(finder_id=finder_id, dream_id=dream_id, grace=timedelta(0))
     if before is None:
-        raise StudyNeverRan(finder_id, dream_id)
+        raise await _not_standing(uow, finder_id=finder_id, dream_id=dream_id, grace=grace)
     state = await uow.standing.close(
         finder_id=finder_id, dream_id=dream_id, reason=CLOSED_BY_REQUEST
     )
     await uow.commit()
     assert state is not None  # the row exists, and a close never deletes it
     return ClosedStudy(state, already=before.closed_at is not None)
+
+
+async def _not_standing(
+    uow: UnitOfWork, *, finder_id: int, dream_id: int, grace: timedelta
+) -> StudyNotStanding:
+    """Why a study with no standing row does not stand (:func:`close_study`)."""
+    try:
+        finder = await uow.finders.get(finder_id)
+    except FinderNotFound:
+        return StudyNeverRan(finder_id, dream_id)
+    rows = await uow.lookups.count(finder_id=finder_id, dream_id=dream_id)
+    ran = f"it ran ({rows:,} lookup row{'s' * (rows != 1)}, kept) but " if rows else ""
+    days = f"{grace / timedelta(days=1):g} days (NOCTIS_STANDING_GRACE_DAYS)"
+    if finder.end_date is not None and finder.end_date < date.max:  # date.max: open, in effect
+        end = datetime.combine(finder.end_date, clock(0), tzinfo=UTC) + timedelta(days=1)
+        if not await uow.standing.can_stand(end, grace=grace):
+            return StudyNotStanding(
+                finder_id, dream_id,
+                f"{ran}its window ended on {finder.end_date.isoformat()}, more than {days} "
+                "ago, and a study whose window ended longer ago than that never stands: "
+                "there is nothing to close",
+            )  # fmt: skip
+    if rows:
+        return StudyNotStanding(
+            finder_id, dream_id,
+            f"{ran}its window had ended more than {days} ago when it last ran, so it did not "
+            "stand: rerun it to make it stand",
+        )  # fmt: skip
+    return StudyNeverRan(finder_id, dream_id)

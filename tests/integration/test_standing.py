@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from noctis import standing
 from noctis.augur import AugurClient, RetryPolicy
-from noctis.errors import StudyNeverRan
+from noctis.errors import StudyNeverRan, StudyNotStanding
 from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
@@ -396,6 +396,31 @@ async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory)
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
             await standing.close_study(uow, finder_id=7, dream_id=3)
+
+
+async def test_closing_a_study_that_ran_but_never_stood_says_why(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    ended = datetime.now(UTC).date() - timedelta(days=90)
+    await _item(admin, square(10, 45, 0.1), at=datetime(2024, 6, 1, tzinfo=UTC))
+    past = await _study(session, session_factory, square(10, 45, 0.5), end=ended)
+    empty = await _study(session, session_factory, square(50, 45, 0.5), end=ended)  # no match
+    for (finder, dream), ran in ((past, "it ran (1 lookup row, kept) but "), (empty, "")):
+        async with UnitOfWork(session_factory) as uow:
+            with pytest.raises(StudyNotStanding) as raised:
+                await standing.close_study(uow, finder_id=finder, dream_id=dream, grace=GRACE)
+        assert not isinstance(raised.value, StudyNeverRan)
+        assert str(raised.value) == (
+            f"ImageryFinder {finder} for Dream {dream} is not a standing study: {ran}its window "
+            f"ended on {ended.isoformat()}, more than 30 days (NOCTIS_STANDING_GRACE_DAYS) ago, "
+            "and a study whose window ended longer ago than that never stands: there is "
+            "nothing to close"
+        )
+    # It ran with such a window, which Augur has opened since: a rerun makes it stand.
+    await admin.execute("UPDATE imagery_finder SET end_date = NULL WHERE id = %s", (past[0],))
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(StudyNotStanding, match="when it last ran, so it did not stand: rerun"):
+            await standing.close_study(uow, finder_id=past[0], dream_id=past[1], grace=GRACE)
 
 
 async def test_a_scene_is_evaluated_by_one_batch_at_a_time(

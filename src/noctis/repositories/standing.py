@@ -169,21 +169,23 @@ class StandingRepository:
         COMMIT (module doc). Call it before the link statement."""
         finder_id = criteria.finder_id
         doing = f"fencing ImageryFinder {finder_id} for Dream {dream_id}"
-        if criteria.end is not None:
-            end = bindparam("end", criteria.end, type_=DateTime(timezone=True))
-            grace_param = bindparam("grace", grace, type_=Interval)
-            async with translated(doing):
-                open_ = (
-                    await self._session.execute(select(end > func.now() - grace_param))
-                ).scalar_one()
-            if not open_:
-                return False
+        if criteria.end is not None and not await self.can_stand(criteria.end, grace=grace):
+            return False
         params = {"space": FENCE_NAMESPACE, "buckets": FENCE_BUCKETS}
         async with translated(doing):
             await self._session.execute(
                 _FENCE_ONE, {**params, "finder": str(finder_id), "dream": str(dream_id)}
             )
         return True
+
+    async def can_stand(self, end: datetime, *, grace: timedelta) -> bool:
+        """Whether a window ending at ``end`` (exclusive) can stand now: :func:`stands`' rule,
+        its end less than ``grace`` ago by the database's clock."""
+        end_param = bindparam("end", end, type_=DateTime(timezone=True))
+        grace_param = bindparam("grace", grace, type_=Interval)
+        async with translated("checking whether a window can stand"):
+            stmt = select(end_param > func.now() - grace_param)
+            return bool((await self._session.execute(stmt)).scalar_one())
 
     async def enroll(self, criteria: MatchCriteria, *, dream_id: int) -> None:
         """Write (or refresh, reopening it) the study's standing row with its checked criteria."""
