@@ -498,10 +498,13 @@ def study_close(
 
     async def close(open_uow: OpenUnitOfWork) -> standing.ClosedStudy:
         async with open_uow() as uow:
-            return await standing.close_study(uow, finder_id=imagery_finder_pk, dream_id=dream_pk)
+            return await standing.close_study(
+                uow, finder_id=imagery_finder_pk, dream_id=dream_pk, grace=settings.standing_grace
+            )
 
     with _one_line("Could not close the study"):
-        closed = asyncio.run(_with_uow(get_settings(), close))
+        settings = get_settings()
+        closed = asyncio.run(_with_uow(settings, close))
     if json_output:
         sys.stdout.write(json.dumps(closed_summary(closed)) + "\n")
         return

@@ -172,6 +172,18 @@ def libpq_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a driver error (its asyncpg cause's), or None."""
+    cause: BaseException | None = error
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        cause = error.orig.__cause__ or error.orig
+    code = getattr(cause, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
 def _is_transient(error: BaseException) -> bool:
     """Whether a driver error is transient (lost connection, deadlock, overload)."""
     if isinstance(error, PoolTimeout):

@@ -9,7 +9,9 @@
     ├── NotFound                an unknown finder or dream (the message names the id)
     │   ├── FinderNotFound
     │   ├── DreamNotFound
-    │   └── StudyNeverRan       a study to close that has never run (no standing row)
+    │   └── StudyNotStanding    a study to close that does not stand: its window ended more
+    │       │                   than the grace ago (no standing row)
+    │       └── StudyNeverRan   a study to close that has never run (no standing row)
     ├── InvalidFinder           a finder that cannot be searched: empty, invalid or
     │                           wrongly typed location, an unsplit antimeridian edge,
     │                           inverted dates, empty collections, max_cloud_cover out of range
@@ -23,8 +25,10 @@
     ├── ExportError             ``noctis export`` cannot write: an unwritable output path, or a
     │                           study with no lookup rows (names the study or the path)
     ├── PlanError               no coverage plan can be made as asked: a point AOI (coverage is
-    │                           undefined), a target outside (0, 1], an unknown slice, a
-    │                           preference weight outside [0, 1)
+    │   │                       undefined), a target outside (0, 1], an unknown slice, a
+    │   │                       preference weight outside [0, 1)
+    │   └── PlanOutdated        the study's scenes changed while its plan was made (a standing
+    │                           batch removed one it took): plan again
     ├── LoaderError             ``noctis archive load`` cannot read a file: missing, empty, an
     │   │                       unknown suffix, an ItemCollection that is not JSON or not STAC
     │   │                       (names the file and the reason); nothing is written from it
@@ -82,17 +86,24 @@ class DreamNotFound(NotFound):
     kind = "Dream"
 
 
-class StudyNeverRan(NotFound):
+class StudyNotStanding(NotFound):
+    """A study (finder x dream) to close that does not stand; the message says why."""
+
+    def __init__(self, finder_id: int, dream_id: int, reason: str) -> None:
+        self.id = finder_id
+        self.dream_id = dream_id
+        self.reason = reason
+        NoctisError.__init__(
+            self,
+            f"ImageryFinder {finder_id} for Dream {dream_id} is not a standing study: {reason}",
+        )
+
+
+class StudyNeverRan(StudyNotStanding):
     """A study (finder x dream) to close that has never run: there is nothing standing."""
 
     def __init__(self, finder_id: int, dream_id: int) -> None:
-        self.id = finder_id
-        self.dream_id = dream_id
-        NoctisError.__init__(
-            self,
-            f"ImageryFinder {finder_id} for Dream {dream_id} is not a standing study: it has "
-            "never run (run it first, or check the ids)",
-        )
+        super().__init__(finder_id, dream_id, "it has never run (run it first, or check the ids)")
 
 
 class InvalidFinder(NoctisError):
@@ -125,6 +136,21 @@ class ExportError(NoctisError):
 
 class PlanError(NoctisError):
     """A coverage plan that cannot be made as asked; the message says why and what to use."""
+
+
+class PlanOutdated(PlanError):
+    """A plan whose scenes changed while it was made: a standing batch removed a scene it took
+    (the scene's lookup row is gone), so it cannot be stored. Planning again sees the change."""
+
+    def __init__(self, finder_id: int, dream_id: int) -> None:
+        self.finder_id = finder_id
+        self.dream_id = dream_id
+        super().__init__(
+            f"ImageryFinder {finder_id} for Dream {dream_id}: its scenes changed while its "
+            "coverage plan was made (a standing batch removed a scene the plan took), so the "
+            "plan was not stored: run it again (noctis plan --imagery-finder-pk "
+            f"{finder_id} --dream-pk {dream_id}, or rerun the study)"
+        )
 
 
 class LoaderError(NoctisError):

@@ -90,6 +90,7 @@ def export_study(
             raise ExportError(_nothing(checked.label, finder_id, dream_id, plan, checked.rows))
         written = [0]  # what the stream delivered: rows linked since the count are written too
         batches = _counted(study_batches(settings, checked), checked.rows, progress, written)
+        batches = _not_empty(batches, _vanished(checked.label, plan, checked.rows))
         WRITERS[fmt](handle, batches)
     return ExportResult(path=output, fmt=fmt, rows=written[0])
 
@@ -107,6 +108,27 @@ def _nothing(label: str, finder_id: int, dream_id: int, plan: str | None, rows: 
             f"(noctis plan {study} --per '{plan}')"
         )
     return f"{label} has a coverage plan per {plan} of no scene: nothing to export"
+
+
+def _vanished(label: str, plan: str | None, rows: int) -> str:
+    what = "lookup rows" if plan is None else f"scenes of its coverage plan per {plan}"
+    return (
+        f"{label} counted {rows:,} {what}, but none could be read: they changed while "
+        "exporting (a standing batch removed scenes, or the plan was made again); run it again"
+    )
+
+
+def _not_empty(
+    batches: Iterator[pyarrow.RecordBatch], message: str
+) -> Iterator[pyarrow.RecordBatch]:
+    """The batches, or :class:`ExportError` (``message``) when none has a row: the count said
+    there were rows, and a writer must not be left with nothing to write."""
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        yield batch
+    if not rows:
+        raise ExportError(message)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 import shapely
 
 from noctis.cover import Plan, PlanOptions, PlanSummary, Scenes, SlicePlan, make_plan
-from noctis.errors import PlanError
+from noctis.errors import PlanError, PlanOutdated
 from noctis.repositories import Candidates, PlannedItem, StoredSlice
 from noctis.study import CheckedStudy
 from noctis.unit_of_work import UnitOfWork
@@ -120,9 +120,26 @@ async def plan_study(
     ``in_transaction``: plan inside the caller's open transaction (the link step, so that the
     rows, the plan and the ``completed`` notification that reports it commit together), and
     leave the commit to the caller.
+
+    On its own transaction, a plan whose scenes a standing batch removed while it was computed
+    (:class:`PlanOutdated`) is made once more from the scenes as they are then; a second such
+    race raises it. Inside the caller's transaction it raises at once (the transaction is
+    aborted).
     """
     options = options or PlanOptions()
     check_plannable(study)
+    if in_transaction:
+        return await _plan_and_store(uow, study, options, in_transaction=True)
+    try:
+        return await _plan_and_store(uow, study, options, in_transaction=False)
+    except PlanOutdated:
+        await uow.rollback()
+        return await _plan_and_store(uow, study, options, in_transaction=False)
+
+
+async def _plan_and_store(
+    uow: UnitOfWork, study: CheckedStudy, options: PlanOptions, *, in_transaction: bool
+) -> StudyPlan:
     ids = {"finder_id": study.finder_id, "dream_id": study.dream_id}
     candidates = await uow.plans.candidates(**ids)
     if not in_transaction:

@@ -10,7 +10,11 @@ that COMMIT, while
   (``end_date + 1 day``, 00:00 UTC) is less than ``NOCTIS_STANDING_GRACE_DAYS`` ago (late
   ingest of scenes acquired inside the window). Past that, it stops standing by itself.
 
-Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked).
+The matcher judges this at the time each scene was queued, not at the batch's: a scene written
+while the study stood is matched to it even by a batch that runs after the close.
+
+Rerunning a study makes it stand again (reopened, with the finder's criteria as now checked);
+a rerun whose window ended more than the grace ago stops it standing.
 
 **Seeing every new scene once.** Triggers on ``archive_item`` queue, inside the writer's own
 transaction, every inserted scene and every scene whose footprint, acquired_at, cloud_cover or
@@ -26,8 +30,10 @@ are queued again. Concurrent batches take disjoint scenes; the fence of
 **A scene that no longer matches.** When an update moves a scene out of a standing study (its
 footprint, time, cloud cover or collection changed), its lookup row is deleted, and the
 study's ``updated`` notification counts it in ``removed_count`` (``matched_count`` is the total
-after the batch). The lookup rows of closed studies are never touched: they are the record of
-what the study found. A deleted scene takes its lookup rows with it (foreign key cascade).
+after the batch). The batch deletes that study's stored coverage plans in the same transaction
+(a plan never names or counts a scene that is gone): ``noctis plan`` or a rerun makes new ones.
+The lookup rows of closed studies are never touched: they are the record of what the study
+found. A deleted scene takes its lookup rows with it (foreign key cascade).
 """
 
 from __future__ import annotations
@@ -38,13 +44,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 
 from noctis import outbox
 from noctis.augur import AugurClient, Notification, NotificationEvent
-from noctis.errors import DatabaseUnavailable, StudyNeverRan
+from noctis.errors import DatabaseUnavailable, FinderNotFound, StudyNeverRan, StudyNotStanding
 from noctis.outbox import OpenUnitOfWork
 from noctis.repositories import OutboxMessage, StandingState
+from noctis.settings import DEFAULT_STANDING_GRACE_DAYS
 from noctis.unit_of_work import UnitOfWork
 
 CLOSED_BY_REQUEST = "closed on request"
@@ -93,6 +101,7 @@ async def match_batch(
         return None
     await uow.standing.lock_touched(items, grace=grace)
     removed = await uow.standing.unlink_stale(items, grace=grace)
+    await uow.plans.discard(sorted(removed))  # a stored plan never counts a scene that is gone
     new = await uow.standing.link_items(items, grace=grace)
     changed = sorted(set(removed) | set(new))
     totals = await uow.standing.totals(changed)
@@ -223,15 +232,52 @@ class ClosedStudy:
     """It was closed before this request (nothing changed)."""
 
 
-async def close_study(uow: UnitOfWork, *, finder_id: int, dream_id: int) -> ClosedStudy:
+async def close_study(
+    uow: UnitOfWork,
+    *,
+    finder_id: int,
+    dream_id: int,
+    grace: timedelta = timedelta(days=DEFAULT_STANDING_GRACE_DAYS),
+) -> ClosedStudy:
     """Close a standing study: no scene ingested from now on is matched to it; its lookup rows
-    stay. Closing a closed study changes nothing. Raises :class:`StudyNeverRan`."""
+    stay. Closing a closed study changes nothing. A study that does not stand raises
+    :class:`StudyNotStanding` saying why: its window ended more than ``grace`` ago, or it ran
+    when it had; :class:`StudyNeverRan` when it never ran."""
     before = await uow.standing.state(finder_id=finder_id, dream_id=dream_id, grace=timedelta(0))
     if before is None:
-        raise StudyNeverRan(finder_id, dream_id)
+        raise await _not_standing(uow, finder_id=finder_id, dream_id=dream_id, grace=grace)
     state = await uow.standing.close(
         finder_id=finder_id, dream_id=dream_id, reason=CLOSED_BY_REQUEST
     )
     await uow.commit()
     assert state is not None  # the row exists, and a close never deletes it
     return ClosedStudy(state, already=before.closed_at is not None)
+
+
+async def _not_standing(
+    uow: UnitOfWork, *, finder_id: int, dream_id: int, grace: timedelta
+) -> StudyNotStanding:
+    """Why a study with no standing row does not stand (:func:`close_study`)."""
+    try:
+        finder = await uow.finders.get(finder_id)
+    except FinderNotFound:
+        return StudyNeverRan(finder_id, dream_id)
+    rows = await uow.lookups.count(finder_id=finder_id, dream_id=dream_id)
+    ran = f"it ran ({rows:,} lookup row{'s' * (rows != 1)}, kept) but " if rows else ""
+    days = f"{grace / timedelta(days=1):g} days (NOCTIS_STANDING_GRACE_DAYS)"
+    if finder.end_date is not None and finder.end_date < date.max:  # date.max: open, in effect
+        end = datetime.combine(finder.end_date, clock(0), tzinfo=UTC) + timedelta(days=1)
+        if not await uow.standing.can_stand(end, grace=grace):
+            return StudyNotStanding(
+                finder_id, dream_id,
+                f"{ran}its window ended on {finder.end_date.isoformat()}, more than {days} "
+                "ago, and a study whose window ended longer ago than that never stands: "
+                "there is nothing to close",
+            )  # fmt: skip
+    if rows:
+        return StudyNotStanding(
+            finder_id, dream_id,
+            f"{ran}its window had ended more than {days} ago when it last ran, so it did not "
+            "stand: rerun it to make it stand",
+        )  # fmt: skip
+    return StudyNeverRan(finder_id, dream_id)

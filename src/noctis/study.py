@@ -104,7 +104,9 @@ async def link_study(
     The study then stands (:mod:`noctis.standing`) unless its window ended more than
     ``standing_grace`` ago: its criteria are written to ``standing_study`` in the same
     transaction, behind the fence that keeps a scene from slipping between the link statement
-    and the standing matcher.
+    and the standing matcher. A study whose window ended longer ago than that does not stand:
+    its standing row, if an earlier run wrote one, is deleted in the same transaction, so no
+    batch matches scenes by the earlier criteria after COMMIT.
 
     With ``announce_as`` (the flow run's id), the ``completed`` notification is written into
     the outbox in the same transaction, as its last statement before COMMIT. A retry of the
@@ -129,6 +131,8 @@ async def link_study(
     linked = await uow.lookups.link(criteria=criteria, dream_id=dream_id, locked=True)
     if stands:
         await uow.standing.enroll(criteria, dream_id=dream_id)
+    else:  # a window that ended beyond the grace never stands, whatever an earlier run wrote
+        await uow.standing.withdraw(finder_id=study.finder_id, dream_id=dream_id)
     coverage = await uow.lookups.union_coverage(criteria=criteria, dream_id=dream_id)
     plan = await planner(uow, study) if planner is not None else None
     message = None

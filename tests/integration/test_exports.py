@@ -205,6 +205,19 @@ async def test_a_study_without_lookup_rows_is_refused(
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_rows_counted_but_gone_when_read_are_a_clear_error(
+    atlas_settings: Settings, tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count and the stream disagree (the rows went in between: a standing batch removed
+    the plan's scenes): an ExportError naming the study, no AssertionError, no file."""
+    seeded = await seed_study(atlas_settings)
+    monkeypatch.setattr("noctis.exports.study_batches", lambda *_: iter(()))
+    with pytest.raises(ExportError, match=r"for Dream .* counted 3 lookup rows, but none"):
+        _export(atlas_settings, seeded, fmt, tmp_path / "study.out")
+    assert _leftovers(tmp_path) == []
+
+
 async def test_an_unwritable_output_is_refused_before_reading(
     atlas_settings: Settings, tmp_path: Path
 ) -> None:

@@ -5,17 +5,20 @@ The flow's own use case links each study first (tests/support/plans.py).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from noctis import standing
 from noctis.cover import Per, PlanOptions, Preference
-from noctis.errors import PlanError
+from noctis.errors import PlanError, PlanOutdated
 from noctis.models import ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.plans import StudyPlan, plan_study
+from noctis.repositories.plans import PlanRepository
 from noctis.unit_of_work import UnitOfWork
 from tests.support.factories import add_dream, add_finder, add_item, box
 from tests.support.plans import AOI, JUNE, QUARTERS, linked, seed_grid_study
@@ -135,6 +138,55 @@ async def test_a_lookup_row_deleted_leaves_the_plan(
     )
     await session.commit()
     assert await session.scalar(select(func.count()).select_from(CoveragePlanItem)) == 0
+
+
+async def _racing_batches(
+    session: AsyncSession, factory: Factory, monkeypatch: pytest.MonkeyPatch, races: int
+) -> tuple[int, int]:
+    """A standing study of the four quarter tiles; while each of its first ``races`` plans is
+    computed (before it is stored), a standing batch removes one more of its tiles."""
+    dream = await add_dream(session, "racing")
+    finder = await add_finder(session, AOI)  # open-ended: it stands
+    for q, tile in enumerate(QUARTERS):
+        await add_item(session, tile, JUNE, external_id=f"Q{q}", cloud_cover=0.0)
+    await session.commit()
+    await linked(factory, finder.id, dream.id)
+    real, moved = PlanRepository.replace, iter(range(races))
+
+    async def replace(self: PlanRepository, **kwargs: Any) -> None:
+        for q in moved:
+            move = "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0)"
+            await session.execute(text(f"{move} WHERE external_id = 'Q{q}'"))
+            await session.commit()
+            report = await standing.match_pass(
+                lambda: UnitOfWork(factory), batch=100, grace=timedelta(days=30), augur=None,
+                give_up_after=timedelta(hours=1),
+            )  # fmt: skip
+            assert report.removed == 1
+            break
+        await real(self, **kwargs)
+
+    monkeypatch.setattr(PlanRepository, "replace", replace)
+    return finder.id, dream.id
+
+
+async def test_a_plan_whose_scene_a_batch_removed_meanwhile_is_made_again(
+    session: AsyncSession, session_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finder, dream = await _racing_batches(session, session_factory, monkeypatch, races=1)
+    planned = await _plan(session_factory, finder, dream)
+    assert sorted(_ids(planned)) == ["Q1", "Q2", "Q3"]
+    assert await session.scalar(select(func.count()).select_from(CoveragePlanItem)) == 3
+
+
+async def test_a_plan_raced_twice_says_its_scenes_changed(
+    session: AsyncSession, session_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finder, dream = await _racing_batches(session, session_factory, monkeypatch, races=2)
+    changed = f"ImageryFinder {finder} for Dream {dream}: its scenes changed while its coverage"
+    with pytest.raises(PlanOutdated, match=f"{changed} plan was made .* run it again"):
+        await _plan(session_factory, finder, dream)
+    assert await session.scalar(select(func.count()).select_from(CoveragePlan)) == 0
 
 
 async def test_a_study_with_nothing_matched_has_an_empty_plan(

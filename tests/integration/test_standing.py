@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from noctis import standing
 from noctis.augur import AugurClient, RetryPolicy
-from noctis.errors import StudyNeverRan
+from noctis.errors import StudyNeverRan, StudyNotStanding
+from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
 from noctis.unit_of_work import UnitOfWork
@@ -202,6 +203,42 @@ async def test_an_update_that_moves_a_scene_out_removes_its_row_and_says_so(
         assert recorded == pytest.approx(expected, rel=1e-9)
 
 
+async def test_a_batch_that_removes_a_studys_scenes_deletes_its_stored_plans(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    moved = await _item(admin, square(10, 45, 0.6))
+    kept = await _item(admin, square(20, 45, 0.6))
+    await admin.execute("DELETE FROM standing_change")
+    studies = []
+    for aoi in (square(10, 45, 0.5), square(20, 45, 0.5)):
+        dream = await add_dream(session)
+        finder = await add_finder(session, aoi)
+        await session.commit()
+        async with UnitOfWork(session_factory) as uow:
+            study = await check_study(uow, finder_id=finder.id, dream_id=dream.id)
+        async with UnitOfWork(session_factory) as uow:
+            linked = await link_study(uow, study, standing_grace=GRACE, planner=plan_in_link)
+        assert linked.plan is not None and linked.plan.scenes == 1
+        studies.append((finder.id, dream.id))
+    await admin.execute(
+        "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s", (moved,)
+    )
+    assert (await _pass(session_factory)).removed == 1
+
+    async def plans(finder: int) -> int:
+        sql = "SELECT count(*) FROM coverage_plan WHERE imagery_finder_id = %s"
+        return int(await scalar(admin, sql, (finder,)))
+
+    assert await plans(studies[0][0]) == 0  # its scene is gone: so is its plan
+    assert await plans(studies[1][0]) == 1  # untouched
+    assert await linked_ids(admin, *studies[1]) == [kept]
+    items = (
+        "SELECT l.archive_item_id FROM coverage_plan_item i "
+        "JOIN archive_lookup_item l ON l.id = i.archive_lookup_item_id"
+    )
+    assert await scalar(admin, items) == kept
+
+
 async def test_a_footprint_change_that_still_matches_refreshes_the_coverage(
     session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
 ) -> None:
@@ -303,10 +340,87 @@ async def test_which_studies_stand(
     assert state is not None and state.standing
 
 
+async def test_a_rerun_whose_window_ended_beyond_the_grace_stops_the_study_standing(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    finder, dream = await _study(session, session_factory, square(10, 45, 0.5))  # open-ended
+    # Augur ends the finder's window 60 days ago (beyond the 30-day grace) and reruns it.
+    ended = datetime.now(UTC).date() - timedelta(days=60)
+    await admin.execute("UPDATE imagery_finder SET end_date = %s WHERE id = %s", (ended, finder))
+    async with UnitOfWork(session_factory) as uow:
+        study = await check_study(uow, finder_id=finder, dream_id=dream)
+    async with UnitOfWork(session_factory) as uow:
+        await link_study(uow, study, standing_grace=GRACE)
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.standing.state(finder_id=finder, dream_id=dream, grace=GRACE) is None
+    late = await _item(admin, square(10, 45, 0.1), at=datetime.now(UTC))  # outside the window
+    report = await _pass(session_factory)
+    assert report.scenes == 1 and report.new == 0
+    assert late not in await linked_ids(admin, finder, dream)
+    assert await linked_ids(admin, finder, dream) == await reference_ids(admin, finder)
+
+
+async def test_a_scene_is_judged_standing_at_the_time_it_was_queued(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    """Close: a scene queued while the study stood is matched even by a batch after the close;
+    one queued after the close is not. Grace: likewise, at the scene's enqueue time."""
+    aoi = square(10, 45, 0.5)
+    closed = await _study(session, session_factory, aoi)
+    before = await _item(admin, square(10, 45, 0.1))  # queued while the study stands
+    async with UnitOfWork(session_factory) as uow:
+        await standing.close_study(uow, finder_id=closed[0], dream_id=closed[1])
+    after = await _item(admin, square(10, 45, 0.2))  # queued after the close
+    report = await _pass(session_factory)
+    assert report.scenes == 2 and await _queued(admin) == []
+    assert await linked_ids(admin, *closed) == [before]
+    assert after not in await linked_ids(admin, *closed)
+
+    # Ended 40 days ago: enrolled under a 60-day grace, matched with the 30-day one.
+    ended = datetime.now(UTC).date() - timedelta(days=40)
+    lapsed = await _study(session, session_factory, aoi, end=ended, grace=timedelta(days=60))
+    in_grace = await _item(admin, square(10, 45, 0.1))
+    await admin.execute(  # queued 20 days ago: the window had ended 19 days before, in grace
+        "UPDATE standing_change SET enqueued_at = now() - interval '20 days' "
+        "WHERE archive_item_id = %s",
+        (in_grace,),
+    )
+    too_late = await _item(admin, square(10, 45, 0.2))  # queued now: 39 days after the end
+    report = await _pass(session_factory)
+    assert report.scenes == 2
+    assert await linked_ids(admin, *lapsed) == [before, after, in_grace]  # its run linked two
+    assert too_late not in await linked_ids(admin, *lapsed)
+
+
 async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory) -> None:
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
             await standing.close_study(uow, finder_id=7, dream_id=3)
+
+
+async def test_closing_a_study_that_ran_but_never_stood_says_why(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    ended = datetime.now(UTC).date() - timedelta(days=90)
+    await _item(admin, square(10, 45, 0.1), at=datetime(2024, 6, 1, tzinfo=UTC))
+    past = await _study(session, session_factory, square(10, 45, 0.5), end=ended)
+    empty = await _study(session, session_factory, square(50, 45, 0.5), end=ended)  # no match
+    for (finder, dream), ran in ((past, "it ran (1 lookup row, kept) but "), (empty, "")):
+        async with UnitOfWork(session_factory) as uow:
+            with pytest.raises(StudyNotStanding) as raised:
+                await standing.close_study(uow, finder_id=finder, dream_id=dream, grace=GRACE)
+        assert not isinstance(raised.value, StudyNeverRan)
+        assert str(raised.value) == (
+            f"ImageryFinder {finder} for Dream {dream} is not a standing study: {ran}its window "
+            f"ended on {ended.isoformat()}, more than 30 days (NOCTIS_STANDING_GRACE_DAYS) ago, "
+            "and a study whose window ended longer ago than that never stands: there is "
+            "nothing to close"
+        )
+    # It ran with such a window, which Augur has opened since: a rerun makes it stand.
+    await admin.execute("UPDATE imagery_finder SET end_date = NULL WHERE id = %s", (past[0],))
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(StudyNotStanding, match="when it last ran, so it did not stand: rerun"):
+            await standing.close_study(uow, finder_id=past[0], dream_id=past[1], grace=GRACE)
 
 
 async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
@@ -320,9 +434,10 @@ async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
     scene = await _item(admin, square(10, 45, 0.2))
     async with UnitOfWork(session_factory) as a:
         await a.standing.fence_batch()
-        assert await a.standing.take_changes(limit=10) == [scene]
-        await a.standing.lock_touched([scene], grace=GRACE)
-        assert await a.standing.link_items([scene], grace=GRACE) == {(finder, dream): 1}
+        queued = await a.standing.take_changes(limit=10)
+        assert list(queued) == [scene]
+        await a.standing.lock_touched(queued, grace=GRACE)
+        assert await a.standing.link_items(queued, grace=GRACE) == {(finder, dream): 1}
         await admin.execute(
             "UPDATE archive_item SET footprint = ST_Translate(footprint, 5, 0) WHERE id = %s",
             (scene,),

@@ -115,8 +115,14 @@ async def standing_match(
 
 @database_task("close-standing-study")
 async def close(imagery_finder_pk: int, dream_pk: int) -> ClosedStudy:
-    async with current_runtime().unit_of_work() as uow:
-        return await standing.close_study(uow, finder_id=imagery_finder_pk, dream_id=dream_pk)
+    runtime = current_runtime()
+    async with runtime.unit_of_work() as uow:
+        return await standing.close_study(
+            uow,
+            finder_id=imagery_finder_pk,
+            dream_id=dream_pk,
+            grace=runtime.settings.standing_grace,
+        )
 
 
 @flow(

@@ -32,11 +32,14 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, aggregate_order_by
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from noctis.db import translated
+from noctis.db import FOREIGN_KEY_VIOLATION, sqlstate, translated
+from noctis.errors import PlanOutdated
 from noctis.models import ArchiveItem, ArchiveLookupItem, CoveragePlan, CoveragePlanItem
 from noctis.repositories.keys import of_study
 
@@ -173,7 +176,10 @@ class PlanRepository:
     async def replace(
         self, *, finder_id: int, dream_id: int, per: str, slices: Sequence[StoredSlice]
     ) -> None:
-        """Replace the study's stored plans of slicing ``per`` with ``slices``; no commit."""
+        """Replace the study's stored plans of slicing ``per`` with ``slices``; no commit.
+
+        Raises :class:`PlanOutdated` when a scene of ``slices`` lost its lookup row since the
+        candidates were read (a standing batch removed it): the transaction is then aborted."""
         study = of_study(CoveragePlan, finder_id=finder_id, dream_id=dream_id)
         async with translated(f"storing the coverage plan of ImageryFinder {finder_id}"):
             await self._session.execute(
@@ -210,8 +216,27 @@ class PlanRepository:
                 for plan_id, s in zip(ids, slices, strict=True)
                 for rank, (lookup_id, gain, covered) in enumerate(s.items, start=1)
             ]
-            if items:
+            if not items:
+                return
+            try:
                 await self._session.execute(insert(CoveragePlanItem), items)
+            except IntegrityError as e:
+                if sqlstate(e) == FOREIGN_KEY_VIOLATION:
+                    raise PlanOutdated(finder_id, dream_id) from e
+                raise
+
+    async def discard(self, studies: Sequence[tuple[int, int]]) -> int:
+        """Delete every stored plan of these studies ((finder id, dream id) pairs), their items
+        with them (cascade); no commit. A standing batch that removed lookup rows of a study
+        calls it in its transaction: a stored plan never names or counts scenes that are gone.
+        Returns how many plan rows (slices) were deleted."""
+        if not studies:
+            return 0
+        key = tuple_(CoveragePlan.imagery_finder_id, CoveragePlan.dream_id)
+        stmt = delete(CoveragePlan).where(key.in_([tuple(s) for s in studies]))
+        async with translated("deleting the coverage plans of studies that lost scenes"):
+            result = await self._session.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def count_items(self, *, finder_id: int, dream_id: int, per: str) -> int | None:
         """Scenes in the study's stored plans of slicing ``per``; None when none is stored."""

@@ -29,7 +29,7 @@ nothing by it); the queue is taken before it, with its primary key's ordered ind
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +73,9 @@ FENCE_BUCKETS = 32
 
 Study = tuple[int, int]
 """(imagery_finder_id, dream_id)."""
+Queued = Mapping[int, datetime]
+"""A batch's scenes: archive item id -> when its earliest change the batch took was queued
+(``standing_change.enqueued_at``): the time the batch judges the standing rule at."""
 
 _FENCE_ALL = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
@@ -108,6 +111,20 @@ def _items() -> ColumnElement[Any]:
     return bindparam("items", type_=ARRAY(BigInteger))
 
 
+def _queued() -> Any:
+    """The batch's scenes as a derived table ``queued(archive_item_id, enqueued_at)``."""
+    times = bindparam("enqueued", type_=ARRAY(DateTime(timezone=True)))
+    return (
+        func.unnest(_items(), times)
+        .table_valued("archive_item_id", "enqueued_at")
+        .render_derived(name="queued")
+    )
+
+
+def _params(items: Queued) -> dict[str, Any]:
+    return {"items": list(items), "enqueued": list(items.values())}
+
+
 def standing_terms() -> FinderTerms:
     """Every standing study's criteria, as columns of ``standing_study``."""
     s = StandingStudy
@@ -121,13 +138,20 @@ def standing_terms() -> FinderTerms:
     )
 
 
-def stands(grace: timedelta) -> ColumnElement[bool]:
-    """THE standing rule: not closed, and the window can still gain scenes (open-ended, or its
-    end less than ``grace`` ago, by the database's clock)."""
+def stands(grace: timedelta, at: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """THE standing rule, at time ``at`` (default: now, by the database's clock): not closed
+    by then, and the window could still gain scenes then (open-ended, or its end less than
+    ``grace`` before ``at``).
+
+    The matcher judges each scene at the time its change was queued (:data:`Queued`), not at
+    the batch's: a scene queued while the study stood is matched to it even when the batch
+    runs after a close or after the grace ran out; one queued after the close is not."""
     s = StandingStudy
+    when = func.now() if at is None else at
     grace_param = bindparam("grace", grace, type_=Interval)
     return and_(
-        s.closed_at.is_(None), or_(s.ends_at.is_(None), s.ends_at > func.now() - grace_param)
+        or_(s.closed_at.is_(None), when < s.closed_at),
+        or_(s.ends_at.is_(None), s.ends_at > when - grace_param),
     )
 
 
@@ -145,21 +169,23 @@ class StandingRepository:
         COMMIT (module doc). Call it before the link statement."""
         finder_id = criteria.finder_id
         doing = f"fencing ImageryFinder {finder_id} for Dream {dream_id}"
-        if criteria.end is not None:
-            end = bindparam("end", criteria.end, type_=DateTime(timezone=True))
-            grace_param = bindparam("grace", grace, type_=Interval)
-            async with translated(doing):
-                open_ = (
-                    await self._session.execute(select(end > func.now() - grace_param))
-                ).scalar_one()
-            if not open_:
-                return False
+        if criteria.end is not None and not await self.can_stand(criteria.end, grace=grace):
+            return False
         params = {"space": FENCE_NAMESPACE, "buckets": FENCE_BUCKETS}
         async with translated(doing):
             await self._session.execute(
                 _FENCE_ONE, {**params, "finder": str(finder_id), "dream": str(dream_id)}
             )
         return True
+
+    async def can_stand(self, end: datetime, *, grace: timedelta) -> bool:
+        """Whether a window ending at ``end`` (exclusive) can stand now: :func:`stands`' rule,
+        its end less than ``grace`` ago by the database's clock."""
+        end_param = bindparam("end", end, type_=DateTime(timezone=True))
+        grace_param = bindparam("grace", grace, type_=Interval)
+        async with translated("checking whether a window can stand"):
+            stmt = select(end_param > func.now() - grace_param)
+            return bool((await self._session.execute(stmt)).scalar_one())
 
     async def enroll(self, criteria: MatchCriteria, *, dream_id: int) -> None:
         """Write (or refresh, reopening it) the study's standing row with its checked criteria."""
@@ -182,6 +208,15 @@ class StandingRepository:
             set_={**refreshed, "enrolled_at": func.now(), "closed_at": None, "closed_reason": None},
         )
         async with translated(f"enrolling ImageryFinder {criteria.finder_id} as standing"):
+            await self._session.execute(stmt)
+
+    async def withdraw(self, *, finder_id: int, dream_id: int) -> None:
+        """Delete the study's standing row, if any: a rerun whose window can no longer stand
+        stops the study standing (no batch matches by its earlier criteria after COMMIT)."""
+        stmt = delete(StandingStudy).where(
+            *of_study(StandingStudy, finder_id=finder_id, dream_id=dream_id)
+        )
+        async with translated(f"withdrawing ImageryFinder {finder_id} for Dream {dream_id}"):
             await self._session.execute(stmt)
 
     async def close(self, *, finder_id: int, dream_id: int, reason: str) -> StandingState | None:
@@ -223,9 +258,10 @@ class StandingRepository:
                 _FENCE_ALL, {"space": FENCE_NAMESPACE, "buckets": FENCE_BUCKETS}
             )
 
-    async def take_changes(self, *, limit: int) -> list[int]:
+    async def take_changes(self, *, limit: int) -> dict[int, datetime]:
         """Delete up to ``limit`` queued changes, oldest first, skipping those another batch
-        holds; returns their archive item ids (each once). A rollback puts them back.
+        holds; returns their archive item ids (each once, in id order) with the time the
+        earliest of their changes was queued (:data:`Queued`). A rollback puts them back.
 
         Then every other queued change of the same scenes is deleted too, waiting for a batch
         that holds one: a scene is evaluated by one batch at a time. Without this, a batch
@@ -236,27 +272,42 @@ class StandingRepository:
         """
         q = StandingChange
         taken = select(q.id).order_by(q.id).limit(limit).with_for_update(skip_locked=True)
-        stmt = delete(q).where(q.id.in_(taken.scalar_subquery())).returning(q.archive_item_id)
+        stmt = (
+            delete(q)
+            .where(q.id.in_(taken.scalar_subquery()))
+            .returning(q.archive_item_id, q.enqueued_at)
+        )
+        earliest: dict[int, datetime] = {}
+
+        def keep(rows: Sequence[Any]) -> None:
+            for item, at in rows:
+                earliest[item] = min(at, earliest.get(item, at))
+
         async with translated("taking scenes from the change queue"):
-            ids = sorted(set((await self._session.scalars(stmt)).all()))
-            if ids:
-                siblings = delete(q).where(q.archive_item_id == any_(_items()))
-                await self._session.execute(siblings, {"items": ids})
-        return ids
+            keep((await self._session.execute(stmt)).all())
+            if earliest:
+                siblings = (
+                    delete(q)
+                    .where(q.archive_item_id == any_(_items()))
+                    .returning(q.archive_item_id, q.enqueued_at)
+                )
+                keep((await self._session.execute(siblings, {"items": sorted(earliest)})).all())
+        return {item: earliest[item] for item in sorted(earliest)}
 
     async def backlog(self) -> int:
         async with translated("counting the change queue"):
             stmt = select(func.count()).select_from(StandingChange)
             return int((await self._session.execute(stmt)).scalar_one())
 
-    async def lock_touched(self, items: Sequence[int], *, grace: timedelta) -> list[Study]:
+    async def lock_touched(self, items: Queued, *, grace: timedelta) -> list[Study]:
         """Lock, in key order, the standing studies these items match or are linked to, so two
         batches touching one study take turns and each counts its total exactly."""
-        s, lookup = StandingStudy, ArchiveLookupItem
+        s, lookup, queued = StandingStudy, ArchiveLookupItem, _queued()
         matching = (
             select(s.imagery_finder_id, s.dream_id)
             .join(ArchiveItem, and_(*match_predicate(standing_terms())))
-            .where(ArchiveItem.id == any_(_items()), stands(grace))
+            .join(queued, queued.c.archive_item_id == ArchiveItem.id)
+            .where(ArchiveItem.id == any_(_items()), stands(grace, queued.c.enqueued_at))
         )
         linked = select(lookup.imagery_finder_id, lookup.dream_id).where(
             lookup.archive_item_id == any_(_items())
@@ -272,13 +323,13 @@ class StandingRepository:
         )
         async with translated("locking the standing studies of a batch"):
             await self._session.execute(BITMAP_SCANS)
-            rows = (await self._session.execute(stmt, {"items": list(items)})).all()
+            rows = (await self._session.execute(stmt, _params(items))).all()
         return [(int(f), int(d)) for f, d in rows]
 
-    async def unlink_stale(self, items: Sequence[int], *, grace: timedelta) -> dict[Study, int]:
-        """Delete the lookup rows, in standing studies, of these items that no longer match
-        (an update moved them out); returns how many per study."""
-        s, lookup = StandingStudy, ArchiveLookupItem
+    async def unlink_stale(self, items: Queued, *, grace: timedelta) -> dict[Study, int]:
+        """Delete the lookup rows, in studies standing when the item was queued, of these items
+        that no longer match (an update moved them out); returns how many per study."""
+        s, lookup, queued = StandingStudy, ArchiveLookupItem, _queued()
         still = func.coalesce(and_(*match_predicate(standing_terms())), False)
         gone = (
             delete(lookup)
@@ -287,7 +338,8 @@ class StandingRepository:
                 lookup.imagery_finder_id == s.imagery_finder_id,
                 lookup.dream_id == s.dream_id,
                 ArchiveItem.id == lookup.archive_item_id,
-                stands(grace),
+                queued.c.archive_item_id == lookup.archive_item_id,
+                stands(grace, queued.c.enqueued_at),
                 not_(still),
             )
             .returning(lookup.imagery_finder_id, lookup.dream_id)
@@ -296,19 +348,20 @@ class StandingRepository:
         stmt = select(gone.c[0], gone.c[1], func.count()).group_by(gone.c[0], gone.c[1])
         async with translated("removing lookup rows that no longer match"):
             await self._session.execute(BITMAP_SCANS)
-            rows = (await self._session.execute(stmt, {"items": list(items)})).all()
+            rows = (await self._session.execute(stmt, _params(items))).all()
         return {(int(f), int(d)): int(n) for f, d, n in rows}
 
-    async def link_items(self, items: Sequence[int], *, grace: timedelta) -> dict[Study, int]:
-        """Link these items to every standing study they match (ONE ``INSERT … SELECT``, the
-        study's rule and coverage); an existing row takes the new coverage. Returns the new
-        rows per study."""
-        s, lookup = StandingStudy, ArchiveLookupItem
+    async def link_items(self, items: Queued, *, grace: timedelta) -> dict[Study, int]:
+        """Link these items to every study standing when the item was queued that they match
+        (ONE ``INSERT … SELECT``, the study's rule and coverage); an existing row takes the new
+        coverage. Returns the new rows per study."""
+        s, lookup, queued = StandingStudy, ArchiveLookupItem, _queued()
         terms = standing_terms()
         matches = (
             select(s.dream_id, s.imagery_finder_id, ArchiveItem.id, terms_coverage(terms))
             .join(ArchiveItem, and_(*match_predicate(terms)))
-            .where(ArchiveItem.id == any_(_items()), stands(grace))
+            .join(queued, queued.c.archive_item_id == ArchiveItem.id)
+            .where(ArchiveItem.id == any_(_items()), stands(grace, queued.c.enqueued_at))
         )
         stmt = insert(lookup).from_select(
             ["dream_id", "imagery_finder_id", "archive_item_id", "coverage"], matches
@@ -330,7 +383,7 @@ class StandingRepository:
         stmt_ = select(written.c[0], written.c[1], new).group_by(written.c[0], written.c[1])
         async with translated("linking new scenes to the standing studies"):
             await self._session.execute(BITMAP_SCANS)
-            rows = (await self._session.execute(stmt_, {"items": list(items)})).all()
+            rows = (await self._session.execute(stmt_, _params(items))).all()
         return {(int(f), int(d)): int(n) for f, d, n in rows if n}
 
     async def totals(self, studies: Sequence[Study]) -> dict[Study, int]:
