@@ -454,3 +454,41 @@ async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
     assert await reference_ids(admin, finder) == []
     assert await linked_ids(admin, finder, dream) == []
     assert await _queued(admin) == []
+
+
+async def test_a_batch_counts_a_study_it_wrote_into_unlocked_after_the_batch_holding_it(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    """Batch 1 locks the studies its scene touches (X); an update then moves the scene into Y,
+    which batch 3, taking another scene of Y, holds. Batch 1 links the scene into Y (the rule
+    reads the committed footprint): its count of Y must wait for batch 3, so that both totals
+    are exact (they were 1 and 1 for a study of 2 rows; found by a review)."""
+    fx, dx = await _study(session, session_factory, square(10, 45, 0.5))
+    fy, dy = await _study(session, session_factory, square(20, 45, 0.5))
+    moved = await _item(admin, square(10, 45, 0.1))
+    other = await _item(admin, square(20, 45, 0.1))
+    async with UnitOfWork(session_factory) as b1:
+        await b1.standing.fence_batch()
+        items1 = await b1.standing.take_changes(limit=1)
+        assert list(items1) == [moved]
+        assert await b1.standing.lock_touched(items1, grace=GRACE) == [(fx, dx)]
+        await admin.execute(
+            "UPDATE archive_item SET footprint = ST_Translate(footprint, 10, 0) WHERE id = %s",
+            (moved,),
+        )
+        async with UnitOfWork(session_factory) as b3:
+            await b3.standing.fence_batch()
+            items3 = await b3.standing.take_changes(limit=1)
+            assert list(items3) == [other]
+            assert await b3.standing.lock_touched(items3, grace=GRACE) == [(fy, dy)]
+            assert await b3.standing.link_items(items3, grace=GRACE) == {(fy, dy): 1}
+            assert await b3.standing.totals([(fy, dy)]) == {(fy, dy): 1}
+            await b1.standing.unlink_stale(items1, grace=GRACE)  # not linked to X yet
+            assert await b1.standing.link_items(items1, grace=GRACE) == {(fy, dy): 1}
+            counting = asyncio.create_task(b1.standing.totals([(fy, dy)]))
+            await asyncio.sleep(1.0)
+            assert not counting.done(), "batch 1 counted Y while batch 3 held it"
+            await b3.commit()
+        assert await asyncio.wait_for(counting, timeout=30) == {(fy, dy): 2}
+        await b1.commit()
+    assert sorted(await linked_ids(admin, fy, dy)) == sorted([moved, other])

@@ -387,17 +387,25 @@ class StandingRepository:
         return {(int(f), int(d)): int(n) for f, d, n in rows if n}
 
     async def totals(self, studies: Sequence[Study]) -> dict[Study, int]:
-        """Each study's lookup rows now (this transaction's writes included)."""
+        """Each study's lookup rows now (this transaction's writes included), counted once the
+        studies' standing rows are locked, in key order. :meth:`lock_touched` locked the
+        studies the batch's scenes touched when it ran; an update that committed since may have
+        moved a scene into another study, which the batch then wrote into unlocked: the count
+        waits for a batch holding that study, so that each batch's total is exact."""
         if not studies:
             return {}
-        lookup = ArchiveLookupItem
-        key = (lookup.imagery_finder_id, lookup.dream_id)
-        stmt = (
-            select(*key, func.count())
-            .where(tuple_(*key).in_([tuple(study) for study in studies]))
-            .group_by(*key)
+        wanted = [tuple(study) for study in studies]
+        s, lookup = StandingStudy, ArchiveLookupItem
+        lock = (
+            select(s.imagery_finder_id, s.dream_id)
+            .where(tuple_(s.imagery_finder_id, s.dream_id).in_(wanted))
+            .order_by(s.imagery_finder_id, s.dream_id)
+            .with_for_update()
         )
+        key = (lookup.imagery_finder_id, lookup.dream_id)
+        stmt = select(*key, func.count()).where(tuple_(*key).in_(wanted)).group_by(*key)
         async with translated("counting the lookup rows of the updated studies"):
+            await self._session.execute(lock)
             rows = (await self._session.execute(stmt)).all()
         found = {(int(f), int(d)): int(n) for f, d, n in rows}
         return {study: found.get(study, 0) for study in studies}
