@@ -296,7 +296,9 @@ class AugurClient:
                         duplicate=status == 409,
                     )
                 if status not in RETRYABLE_STATUSES and status < 500:
-                    raise AugurRejected(status, _clip(self._scrub(_augur_message(response))))
+                    raise AugurRejected(
+                        status, _clip(self._scrub(_augur_message(response))), what=what
+                    )
                 cause = f"HTTP {status}"
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:

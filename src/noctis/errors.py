@@ -219,7 +219,7 @@ class AugurUnavailable(AugurError):
 class AugurRejected(AugurError):
     """Augur refused the notification (a 4xx other than 408, 409 and 429, or a 1xx/3xx)."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, *, what: str = "notification") -> None:
         self.status_code = status_code
         self.augur_message = message
-        super().__init__(f"Augur rejected the notification with HTTP {status_code}: {message}")
+        super().__init__(f"Augur rejected the {what} with HTTP {status_code}: {message}")

@@ -243,7 +243,8 @@ async def test_a_4xx_fails_at_once_with_augurs_words_and_no_token(
     state = await run_study(finder, dream)
     assert state.is_failed()
     message = state.message or ""
-    assert f"Augur rejected the notification with HTTP {status}: no: Bearer **********" in message
+    assert f"with HTTP {status}: no: Bearer **********" in message
+    assert f"Augur rejected the imagery-finder-study.completed for dream {dream} " in message
     assert AUGUR_TOKEN not in message
     assert len(augur_stub.requests) == 1
     assert await linked_ids(admin, finder, dream) == expected

@@ -33,6 +33,7 @@ from tests.support.factories import add_dream, add_finder, add_item, square
 RUN = "6d2c4f1a-0b3e-4c5d-8e9f-102132435465"
 QUICK = RetryPolicy(max_attempts=2, max_retry_seconds=2.0, backoff_base=0.01, backoff_max=0.05)
 DAY = timedelta(days=1)
+REJECTED = "AugurRejected: Augur rejected the imagery-finder-study.completed for dream 1 with HTTP"
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -260,7 +261,8 @@ async def test_a_rejected_notification_is_dead_at_once_with_augurs_words_and_req
     [row] = await _rows(session)
     assert row.state == "dead" and row.attempts == 1
     assert row.last_error == (
-        "AugurRejected: Augur rejected the notification with HTTP 422: dream 1 is archived"
+        "AugurRejected: Augur rejected the imagery-finder-study.completed for dream 1 with "
+        "HTTP 422: dream 1 is archived"
     )
     status = await outbox.status(opener)
     assert status.counts["dead"] == 1 and [e.id for e in status.dead] == [message.id]
@@ -355,8 +357,8 @@ async def test_a_rejection_holding_a_nul_is_recorded_dead_and_the_pass_goes_on(
     assert (report.dead, report.delivered, report.stopped) == (2, 1, None)
     dead = [r for r in await _rows(session) if r.state == "dead"]
     assert [r.last_error for r in dead] == [
-        "AugurRejected: Augur rejected the notification with HTTP 400: bad request\ufffd\x1f\x8b",
-        "AugurRejected: Augur rejected the notification with HTTP 422: lone \ufffd surrogate",
+        f"{REJECTED} 400: bad request\ufffd\x1f\x8b",
+        f"{REJECTED} 422: lone \ufffd surrogate",
     ]
     assert [r.history[-1]["error"] for r in dead] == [r.last_error for r in dead]
 
