@@ -30,8 +30,8 @@
    same ones).
 
 The report gives median times, the ratio to the first variant, and how far each result is
-from it (pieces add vertices on the AOI's edges, geography areas read edges as great circles,
-and a union's floating point depends on its order: they differ slightly).
+from it (pieces add vertices on the AOI's edges, which the densified areas read slightly
+differently, and a union's floating point depends on its order: they differ slightly).
 """
 
 from __future__ import annotations
@@ -73,13 +73,15 @@ MATCHES: Final = (
     f"FROM archive_item a WHERE ST_Intersects(a.footprint, {AOI})"
     " AND a.acquired_at >= $2 AND a.acquired_at < $3"
 )
+AREA: Final = "ST_Area(ST_Transform(ST_Segmentize({g}, 0.25), 6933))"
+"""Noctis' spheroidal area (noctis.repositories.geo.spheroid_area), ``{g}`` the geometry."""
 SHORTCUTS: Final = (
     f"WHEN ST_Covers(a.footprint, {AOI}) THEN $4::float8 "
-    f"WHEN ST_Covers({AOI}, a.footprint) THEN ST_Area(a.footprint::geography) "
+    f"WHEN ST_Covers({AOI}, a.footprint) THEN {AREA.format(g='a.footprint')} "
 )
 NOCTIS: Final = (
     f"SELECT sum(CASE {SHORTCUTS}"
-    f"ELSE ST_Area(ST_Intersection(a.footprint, {AOI})::geography) END), count(*) {MATCHES}"
+    f"ELSE {AREA.format(g=f'ST_Intersection(a.footprint, {AOI})')} END), count(*) {MATCHES}"
 )
 
 
@@ -87,8 +89,8 @@ def subdivided(vertices: int) -> str:
     return (
         f"WITH pieces AS MATERIALIZED (SELECT p FROM ST_Subdivide({AOI}, {vertices}) p) "
         f"SELECT sum(CASE {SHORTCUTS}ELSE (SELECT sum(CASE "
-        "WHEN ST_Covers(a.footprint, p) THEN ST_Area(p::geography) "
-        "ELSE ST_Area(ST_Intersection(a.footprint, p)::geography) END) "
+        f"WHEN ST_Covers(a.footprint, p) THEN {AREA.format(g='p')} "
+        f"ELSE {AREA.format(g='ST_Intersection(a.footprint, p)')} END) "
         f"FROM pieces WHERE ST_Intersects(p, a.footprint)) END), count(*) {MATCHES}"
     )
 
@@ -96,7 +98,9 @@ def subdivided(vertices: int) -> str:
 CLEAN: Final = (
     "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_CollectionExtract(ST_MakeValid({g}), 3) END"
 )
-UNION_AREA: Final = "ST_Area(ST_Intersection(ST_Union({g}), " + AOI + ")::geography)"
+UNION_AREA: Final = (
+    "ST_Area(ST_Transform(ST_Segmentize(ST_Intersection(ST_Union({g}), " + AOI + "), 0.25), 6933))"
+)
 
 
 DISTINCT_UNION: Final = (
@@ -206,7 +210,7 @@ class Measured:
 
 async def _case(conn: asyncpg.Connection, family: Family, case: Case, runs: int) -> Measured:
     ewkb = aoi_ewkb(case.aoi)
-    area = await conn.fetchval(f"SELECT ST_Area({AOI}::geography)", ewkb)
+    area = await conn.fetchval(f"SELECT {AREA.format(g=AOI)}", ewkb)
     start, end = WINDOWS[case.window]
     args = (ewkb, _midnight(start), _midnight(end), area)
     values: dict[str, float] = {}

@@ -23,36 +23,32 @@ MATCH: Final = (
     f"ST_Intersects(a.footprint, {AOI}) "
     "AND a.acquired_at >= $4::timestamptz AND a.acquired_at < $5::timestamptz"
 )
-# Coverage as noctis.repositories.geo.clipped_area computes it: the geography area of
-# footprint ∩ AOI for a valid footprint narrower than 180°, a repaired footprint
-# (ST_MakeValid) when invalid, the equal-area projection when 180° wide or more.
-EQUAL_AREA: Final = "'+proj=cea +lon_0=0 +lat_ts=0 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs'"
-NARROW: Final = "(ST_XMax(a.footprint) - ST_XMin(a.footprint)) < 180"
+# Coverage as noctis.repositories.geo.clipped_share computes it: the spheroidal area of
+# footprint ∩ AOI (edges straight in lon/lat: densified, then the Lambert cylindrical
+# equal-area projection EPSG:6933), a repaired footprint (ST_MakeValid) when invalid.
 VALID: Final = "ST_IsValid(a.footprint)"
 REPAIRED: Final = "ST_CollectionExtract(ST_MakeValid(a.footprint), 3)"
 
 
 def _equal_area(geom: str) -> str:
-    return f"ST_Area(ST_Transform(ST_Segmentize({geom}, 1.0), {EQUAL_AREA}))"
+    return f"ST_Area(ST_Transform(ST_Segmentize({geom}, 0.25), 6933))"
 
 
 def clipped_area(usual: str) -> str:
-    """The area of footprint ∩ AOI; ``usual`` is the arm for a valid, narrow footprint."""
+    """The area of footprint ∩ AOI; ``usual`` is the arm for a valid footprint."""
     return (
-        f"CASE WHEN {VALID} AND {NARROW} THEN {usual}"
-        f" WHEN {NARROW} THEN ST_Area(ST_Intersection({REPAIRED}, {AOI})::geography)"
-        f" WHEN {VALID} THEN {_equal_area(f'ST_Intersection(a.footprint, {AOI})')}"
+        f"CASE WHEN {VALID} THEN {usual}"
         f" ELSE {_equal_area(f'ST_Intersection({REPAIRED}, {AOI})')} END"
     )
 
 
-OVERLAY: Final = f"ST_Area(ST_Intersection(a.footprint, {AOI})::geography)"
+OVERLAY: Final = _equal_area(f"ST_Intersection(a.footprint, {AOI})")
 # The usual arm skips the overlay where a predicate settles it: a footprint covering the
 # AOI covers all of it (coverage 1), a footprint inside the AOI covers itself.
 SHORTCUTS: Final = (
     "CASE"
     f" WHEN ST_Covers(a.footprint, {AOI}) THEN $6::float8"
-    f" WHEN ST_Covers({AOI}, a.footprint) THEN ST_Area(a.footprint::geography)"
+    f" WHEN ST_Covers({AOI}, a.footprint) THEN {_equal_area('a.footprint')}"
     f" ELSE {OVERLAY} END"
 )
 COVERAGE: Final = f"least(1.0, {clipped_area(SHORTCUTS)} / $6::float8)"
@@ -108,10 +104,7 @@ _CLEAN: Final = f"CASE WHEN {VALID} THEN a.footprint ELSE {REPAIRED} END"
 
 
 def _spheroid_area(geom: str) -> str:
-    return (
-        f"CASE WHEN (ST_XMax({geom}) - ST_XMin({geom})) < 180"
-        f" THEN ST_Area(({geom})::geography) ELSE {_equal_area(geom)} END"
-    )
+    return _equal_area(f"({geom})")
 
 
 UNION_COVERAGE_PER_MATCH: Final = (
@@ -136,7 +129,8 @@ JOIN_FINDER: Final = (
     """
 WITH f AS MATERIALIZED (
     SELECT id, location,
-           CASE WHEN ST_Dimension(location) = 2 THEN ST_Area(location::geography) END AS area_m2,
+           CASE WHEN ST_Dimension(location) = 2
+                THEN ST_Area(ST_Transform(ST_Segmentize(location, 0.25), 6933)) END AS area_m2,
            coalesce(start_date::timestamp AT TIME ZONE 'UTC', '-infinity') AS start_at,
            coalesce((end_date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity') AS end_at
     FROM imagery_finder WHERE id = $2::bigint
@@ -154,7 +148,8 @@ WITH f AS MATERIALIZED (
 )
 JOIN_COVERAGE: Final = (
     "CASE WHEN f.area_m2 > 0 THEN least(1.0,"
-    " ST_Area(ST_Intersection(a.footprint, f.location)::geography) / f.area_m2) END"
+    " ST_Area(ST_Transform(ST_Segmentize(ST_Intersection(a.footprint, f.location), 0.25), 6933))"
+    " / f.area_m2) END"
 )
 
 

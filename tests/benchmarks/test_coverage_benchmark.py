@@ -26,8 +26,8 @@ def test_every_variant_gives_the_same_coverage(postgis_url: URL) -> None:
             assert m.matches > 0 and m.values[next(iter(family.variants))] > 0, m.case
         ref = m.values[next(iter(family.variants))]
         for name, value in m.values.items():
-            # Pieces add vertices on the AOI's edges, geography areas read edges as great
-            # circles, and a union's floating point depends on its order.
+            # Pieces add vertices on the AOI's edges, which the 0.25° chords of the areas
+            # meet at other points, and a union's floating point depends on its order.
             assert abs(value - ref) <= 1e-3 * ref, (m.family, m.case, name, value, ref)
     section = report(20_000, 1, measured)
     assert section.count("\n| ") == len(FAMILIES) * (1 + len(CASES))

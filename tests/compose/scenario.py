@@ -162,9 +162,9 @@ class Augur:
         if matched:
             assert coverage is not None and 0 < coverage <= 1, coverage
             assert plan_scenes is not None and 1 <= plan_scenes <= matched, plan_scenes
-            # The plan's areas read footprint edges as straight lines in lon/lat (the match
-            # rule's reading), coverage as great circles: they differ by up to ~0.2% of a
-            # scene (noctis.cover), so a plan may seem to cover a hair more than the union.
+            # The plan's areas (shapely) and coverage (PostGIS) read edges alike, straight in
+            # lon/lat, but the two libraries' overlays and chords may differ by a hair, so a
+            # plan may seem to cover a hair more than the union.
             assert plan_coverage is not None and 0 < plan_coverage <= coverage * 1.005, (
                 f"plan_coverage {plan_coverage} > coverage {coverage}"
             )

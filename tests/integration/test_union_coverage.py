@@ -24,10 +24,11 @@ BOWTIE = "POLYGON((10.6 45.6, 10.9 45.9, 10.9 45.6, 10.6 45.9, 10.6 45.6))"
 # Every match of the study, each clipped to the AOI (repaired first when invalid), then unioned:
 # the form Noctis used before it took each footprint once.
 EVERY_MATCH = """
-SELECT least(1.0, coalesce(ST_Area(ST_Union(ST_Intersection(
+SELECT least(1.0, coalesce(ST_Area(ST_Transform(ST_Segmentize(ST_Union(ST_Intersection(
          CASE WHEN ST_IsValid(a.footprint) THEN a.footprint
               ELSE ST_CollectionExtract(ST_MakeValid(a.footprint), 3) END,
-         f.location))::geography), 0) / min(ST_Area(f.location::geography)))
+         f.location)), 0.25), 6933)), 0)
+       / min(ST_Area(ST_Transform(ST_Segmentize(f.location, 0.25), 6933))))
 FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
 JOIN imagery_finder f ON f.id = l.imagery_finder_id
 WHERE l.imagery_finder_id = :finder AND l.dream_id = :dream
@@ -103,13 +104,14 @@ async def test_one_footprint_covering_the_aoi_settles_it_and_only_the_studys_own
 
     partial = await _union(session_factory, finder.id, dream.id)
     # The frame covers all but its hole, which lies inside the AOI and outside the inner box.
-    # (Not EVERY_MATCH: clipping first adds vertices on the AOI's diagonal, and a geography
-    # area reads each edge as a great-circle arc, so the same shape measures differently.)
+    # (Not EVERY_MATCH: clipping first adds vertices on the AOI's diagonal, which the chords of
+    # the equal-area reading meet at other points, so the same shape measures slightly apart.)
     hole = "POLYGON((10.6 45.1, 10.7 45.1, 10.7 45.2, 10.6 45.2, 10.6 45.1))"
     reference = await session.scalar(
         text(
-            "SELECT 1 - ST_Area(ST_GeomFromText(:hole, 4326)::geography)"
-            " / ST_Area(ST_GeomFromText(:aoi, 4326)::geography)"
+            "SELECT 1 - ST_Area(ST_Transform(ST_Segmentize(ST_GeomFromText(:hole, 4326), 0.25),"
+            " 6933)) / ST_Area(ST_Transform(ST_Segmentize(ST_GeomFromText(:aoi, 4326), 0.25),"
+            " 6933))"
         ),
         {"hole": hole, "aoi": triangle},
     )
@@ -174,15 +176,16 @@ async def test_the_sieve_drops_only_what_the_largest_footprints_cover(
     reference = (
         await session.execute(
             text(
-                "SELECT ST_Area(u::geography) / ST_Area(location::geography), ST_Area(u)"
+                "SELECT ST_Area(ST_Transform(ST_Segmentize(u, 0.25), 6933))"
+                " / ST_Area(ST_Transform(ST_Segmentize(location, 0.25), 6933)), ST_Area(u)"
                 f" FROM ({EVERY_FOOTPRINT}) r(u), imagery_finder WHERE id = :finder"
             ),
             ids,
         )
     ).one()
     assert union is not None
-    # The same shape in the plane; its geography area reads each edge as a great-circle arc,
-    # and the two unions may split an edge at different points: a relative 1e-9 apart at most.
+    # The same shape, measured the same way; the two unions may split an edge at different
+    # points: a relative 1e-9 apart at most.
     assert union == pytest.approx(float(reference[0]), rel=1e-9)
     # In square degrees: the tiles cover 0.6 + 0.25 of the AOI, less their 0.05 overlap; the
     # half-inside scene adds 0.12 and the one outside them 0.015, what a sieve that dropped

@@ -12,9 +12,9 @@ rows and stores what it returns.
 What is exact and what is not: every area is a GEOS overlay in an equal-area projection of the
 spheroid, exact but for edges longer than 0.25° that are neither meridians nor parallels (cut
 into chords first: < 0.001%), and it reads edges as straight lines in lon/lat as the match rule
-does, where ``coverage`` reads them as great circles (a difference under 0.2% of a scene,
-:mod:`.areas`). The greedy is exact given those areas (no raster, no sampling); it is greedy,
-so within ln(n) + 1 of the optimum, and the lower bound says how far it can be at most.
+and ``coverage`` do (:mod:`.areas`). The greedy is exact given those areas (no raster, no
+sampling); it is greedy, so within ln(n) + 1 of the optimum, and the lower bound says how far
+it can be at most.
 """
 
 from noctis.cover.areas import Pieces, equal_area, spheroid_area, union_area

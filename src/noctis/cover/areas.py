@@ -12,9 +12,8 @@ projected polygon replaces by its chord; edges longer than :data:`SEGMENT_DEGREE
 into pieces of at most that length, which bounds that error below 0.001% of the area.
 
 Areas are therefore those of the match rule's shapes (edges straight in lon/lat) on the
-spheroid. A lookup row's ``coverage`` reads narrow shapes with geography instead, whose edges
-are great-circle arcs: the two differ by the sliver between an arc and its lon/lat chord,
-under 0.2% of a 110 km tile and under 0.02% of a 250 km region at 48° of latitude.
+spheroid, as a lookup row's ``coverage`` reads them too (:mod:`noctis.repositories.geo`, the
+same projection and chords, in SQL).
 
 **Pieces.** Scenes that share a footprint (a tile revisited) share a piece: footprints are
 grouped by their exact WKB bytes first, so everything below runs once per distinct footprint.

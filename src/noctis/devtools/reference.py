@@ -19,10 +19,10 @@ Use :data:`REFERENCE_MATCH_SQL` with asyncpg (``$1`` = the finder's id), or
 come ordered by id.
 
 :func:`reference_coverage_sql` writes the coverage rule the same way: the share of the AOI on
-the WGS 84 spheroid, geography below 180° of longitude (the AOI's width for its area, the
-footprint's for a piece), the Lambert cylindrical equal-area projection beyond; an invalid
-footprint measured by its repair; a non-finite one, or a point AOI, has none. No ``ST_Covers``
-shortcut: the overlay every time.
+the WGS 84 spheroid, every shape read with straight edges in lon/lat (densified to 0.25°, then
+measured in the Lambert cylindrical equal-area projection, written out as a PROJ string where
+the repositories use its SRID); an invalid footprint measured by its repair; a non-finite one,
+or a point AOI, has none. No ``ST_Covers`` shortcut: the overlay every time.
 """
 
 from __future__ import annotations
@@ -70,20 +70,15 @@ _COVERAGE_TEMPLATE: Final = """
     WITH f AS (
       SELECT id, location,
              ST_GeometryType(location) IN ('ST_Point', 'ST_MultiPoint') AS is_point,
-             CASE WHEN ST_XMax(location) - ST_XMin(location) < 180
-                  THEN ST_Area(location::geography)
-                  ELSE ST_Area(ST_Transform(ST_Segmentize(location, 1),
-                       {equal_area}))
-             END AS area
+             ST_Area(ST_Transform(ST_Segmentize(location, 0.25), {equal_area})) AS area
       FROM imagery_finder WHERE id = {finder}),
     m AS (
       SELECT l.archive_item_id AS id, l.coverage, a.footprint,
-             ST_IsValid(a.footprint) AS valid,
-             ST_XMax(a.footprint) - ST_XMin(a.footprint) < 180 AS narrow
+             ST_IsValid(a.footprint) AS valid
       FROM archive_lookup_item l JOIN archive_item a ON a.id = l.archive_item_id
       WHERE l.imagery_finder_id = {finder} AND l.dream_id = {dream}),
     pieces AS (
-      SELECT m.id, m.coverage, m.narrow, f.is_point, f.area,
+      SELECT m.id, m.coverage, f.is_point, f.area,
              CASE WHEN NOT m.valid
                        AND starts_with(ST_IsValidReason(m.footprint), 'Invalid Coordinate')
                   THEN NULL
@@ -93,10 +88,8 @@ _COVERAGE_TEMPLATE: Final = """
       FROM m, f)
     SELECT id, coverage,
            CASE WHEN is_point OR piece IS NULL THEN NULL
-                ELSE least(1.0, CASE WHEN narrow THEN ST_Area(piece::geography)
-                  ELSE ST_Area(ST_Transform(ST_Segmentize(piece, 1),
-                       {equal_area}))
-                  END / area)
+                ELSE least(1.0, ST_Area(ST_Transform(ST_Segmentize(piece, 0.25),
+                       {equal_area})) / area)
            END AS expected
     FROM pieces ORDER BY id
 """

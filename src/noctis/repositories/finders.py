@@ -46,8 +46,7 @@ class FinderReport:
     invalid_reason: str | None
     area_m2: float | None
     """Area on the WGS 84 spheroid, square metres (:func:`~noctis.repositories.geo.spheroid_area`:
-    geography below 180° of longitude, an equal-area projection beyond); None unless polygonal
-    and valid."""
+    edges straight in lon/lat, in an equal-area projection); None unless polygonal and valid."""
     bounds: tuple[float, float, float, float] | None
     """(x_min, y_min, x_max, y_max), None when empty."""
     polygon_wkb: bytes | None = None
