@@ -92,6 +92,11 @@ def check_filters(finder: ImageryFinder) -> None:
         raise InvalidFinder(
             finder.id, "has an empty collections list: set it to null to search every collection"
         )
+    if finder.collections is not None and None in finder.collections:
+        raise InvalidFinder(
+            finder.id,
+            "has a null among its collections, which no scene's collection equals: remove it",
+        )
     cloud = finder.max_cloud_cover
     if cloud is not None and not 0 <= cloud <= 100:  # the schema's CHECK, for a copy without it
         raise InvalidFinder(

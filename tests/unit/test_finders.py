@@ -80,6 +80,11 @@ def test_the_last_day_of_the_calendar_has_no_end() -> None:
             "collection",
         ),
         (
+            {"collections": ["sentinel-2-l2a", None]},
+            "ImageryFinder 7 has a null among its collections, which no scene's collection "
+            "equals: remove it",
+        ),
+        (
             {"max_cloud_cover": 150.0},
             "ImageryFinder 7 has a max_cloud_cover of 150: it must be within [0, 100]",
         ),
@@ -88,7 +93,7 @@ def test_the_last_day_of_the_calendar_has_no_end() -> None:
             "ImageryFinder 7 has a max_cloud_cover of -1: it must be within [0, 100]",
         ),
     ],
-    ids=["inverted", "empty-collections", "cloud-above", "cloud-below"],
+    ids=["inverted", "empty-collections", "null-collection", "cloud-above", "cloud-below"],
 )
 def test_bad_filters_are_refused_with_the_reason(
     overrides: dict[str, object], message: str
