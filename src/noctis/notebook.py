@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -50,16 +51,20 @@ async def open_uow(settings: Settings | None = None) -> AsyncIterator[UnitOfWork
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even where a loop is already running."""
+    """Run a coroutine to completion from sync code, even where a loop is already running
+    (Jupyter): then in a thread of its own, with the caller's context variables (a thread
+    starts with none, and :func:`~noctis.settings.use_settings` would be lost: the coroutine
+    would read, and write to, the database the environment names)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coroutine)
+            box["value"] = context.run(asyncio.run, coroutine)
         except BaseException as e:
             box["error"] = e
 
