@@ -7,6 +7,7 @@ use, so tests, notebooks and flows each pass their own.
 from __future__ import annotations
 
 import contextlib
+import math
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,13 +60,11 @@ def make_engine(
     libpq's parameters (:func:`ssl_argument`). JIT is off for every statement
     (:data:`SESSION_SETTINGS`).
     """
-    server_settings = {"application_name": APPLICATION_NAME, **SESSION_SETTINGS}
+    timeout, from_url = settings.atlas_connection
+    server_settings = {"application_name": APPLICATION_NAME, **from_url, **SESSION_SETTINGS}
     if settings.atlas_db_statement_timeout_ms and not for_migrations:
         server_settings["statement_timeout"] = str(settings.atlas_db_statement_timeout_ms)
-    connect_args: dict[str, object] = {
-        "server_settings": server_settings,
-        "timeout": settings.atlas_db_connect_timeout,
-    }
+    connect_args: dict[str, object] = {"server_settings": server_settings, "timeout": timeout}
     tls = ssl_argument(settings.atlas_tls)
     if tls is not None:
         connect_args["ssl"] = tls
@@ -135,19 +134,21 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 def make_sync_engine(settings: Settings) -> Engine:
     """A psycopg (synchronous) engine for notebooks and scripts that do not use asyncio.
 
-    libpq itself reads the TLS parameters (``sslmode`` ...) from the URL.
+    libpq itself reads the TLS parameters (``sslmode`` ...) from the URL; the connection's
+    settings are the async engine's (:func:`make_engine`).
     """
-    timeout = settings.atlas_db_statement_timeout_ms
-    options = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
-    if timeout:
-        options += f" -c statement_timeout={timeout}"
+    seconds, from_url = settings.atlas_connection
+    server = {"application_name": APPLICATION_NAME, **from_url, **SESSION_SETTINGS}
+    if settings.atlas_db_statement_timeout_ms:
+        server["statement_timeout"] = str(settings.atlas_db_statement_timeout_ms)
+    name = server.pop("application_name")
     return create_engine(
         settings.atlas_sync_url,
         pool_pre_ping=True,
         connect_args={
-            "application_name": APPLICATION_NAME,
-            "connect_timeout": int(settings.atlas_db_connect_timeout),
-            "options": options,
+            "application_name": name,
+            "connect_timeout": max(1, math.ceil(seconds)),  # libpq reads 0 as "wait forever"
+            "options": " ".join(f"-c {key}={value}" for key, value in server.items()),
         },
     )
 

@@ -54,6 +54,10 @@ DEFAULT_NOTIFY_PATH = "/api/v1/dreams/{dream_pk}/divinations/continue"
 NOTIFY_PATH_PLACEHOLDERS = frozenset({"dream_pk", "imagery_finder_pk"})
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+_LIBPQ_ONLY = ("connect_timeout", "application_name", "options")
+"""libpq parameters of ``ATLAS_DB_URL`` that asyncpg does not take as such: the async engine
+gets them as its connect timeout and server settings (:attr:`Settings.atlas_connection`)."""
+_URL_PARAMS = (*_TLS_PARAMS, *_LIBPQ_ONLY, "password", "target_session_attrs")
 DEFAULT_STANDING_GRACE_DAYS = 30.0
 
 
@@ -89,7 +93,7 @@ class Settings(BaseSettings):
     )
     atlas_db_pool_size: int = Field(default=5, ge=1)
     atlas_db_max_overflow: int = Field(default=5, ge=0)
-    atlas_db_connect_timeout: float = Field(default=10.0, gt=0)
+    atlas_db_connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     atlas_db_statement_timeout_ms: int = Field(
         default=300_000, ge=0, description="A runaway statement fails after this (0 = never)."
     )
@@ -104,12 +108,12 @@ class Settings(BaseSettings):
     )
     noctis_augur_notify_path: str = DEFAULT_NOTIFY_PATH
     noctis_augur_api_token: SecretStr | None = None
-    noctis_augur_connect_timeout: float = Field(default=5.0, gt=0)
-    noctis_augur_timeout: float = Field(default=30.0, gt=0)
+    noctis_augur_connect_timeout: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    noctis_augur_timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     noctis_augur_max_attempts: int = Field(default=5, ge=1)
-    noctis_augur_max_retry_seconds: float = Field(default=120.0, gt=0)
-    noctis_augur_backoff_base: float = Field(default=0.5, ge=0)
-    noctis_augur_backoff_max: float = Field(default=30.0, ge=0)
+    noctis_augur_max_retry_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+    noctis_augur_backoff_base: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    noctis_augur_backoff_max: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
     # How large an AOI Noctis takes (noctis.finders.AoiLimits: why these numbers).
     noctis_max_aoi_points: int = Field(default=5_000, ge=1)
@@ -226,6 +230,24 @@ class Settings(BaseSettings):
         mode = url.query.get("sslmode")
         if mode is not None and mode not in SSL_MODES:
             raise ValueError(f"ATLAS_DB_URL has sslmode={mode}: use one of {', '.join(SSL_MODES)}")
+        unknown = sorted(set(url.query) - set(_URL_PARAMS))
+        if unknown:
+            raise ValueError(
+                f"ATLAS_DB_URL has the parameter(s) {', '.join(unknown)}, which Noctis does not "
+                f"pass on: it takes {', '.join(_URL_PARAMS)}"
+            )
+        password = url.query.get("password")
+        if password is not None:  # libpq's other spelling: kept where it is hidden and redacted
+            url = url.difference_update_query(["password"])
+            url = url if url.password is not None else url.set(password=str(password))
+        timeout = url.query.get("connect_timeout")
+        if timeout is not None and not (isinstance(timeout, str) and timeout.isdigit()):
+            raise ValueError(f"ATLAS_DB_URL has connect_timeout={timeout}: a number of seconds")
+        if isinstance(timeout, str) and not int(timeout):
+            raise ValueError("ATLAS_DB_URL has connect_timeout=0 (libpq: forever): use seconds")
+        options = url.query.get("options")
+        if options is not None:
+            _options(str(options))
         return url
 
     @property
@@ -233,7 +255,26 @@ class Settings(BaseSettings):
         """The Atlas URL for the async engine (``postgresql+asyncpg``), without libpq's TLS
         parameters (asyncpg takes them as an ``ssl`` argument: see :attr:`atlas_tls`)."""
         url = self._atlas_base_url()
-        return url.set(drivername=ASYNC_DRIVER).difference_update_query(_TLS_PARAMS)
+        return url.set(drivername=ASYNC_DRIVER).difference_update_query(
+            (*_TLS_PARAMS, *_LIBPQ_ONLY)
+        )
+
+    @property
+    def atlas_connection(self) -> tuple[float, dict[str, str]]:
+        """The async engine's connect timeout and server settings from ``ATLAS_DB_URL``'s libpq
+        parameters (``connect_timeout``, ``application_name``, ``options='-c name=value'``);
+        the timeout is ``ATLAS_DB_CONNECT_TIMEOUT`` unless the URL sets one."""
+        query = self._atlas_base_url().query if self.atlas_db_url is not None else {}
+        timeout = query.get("connect_timeout")
+        seconds = float(str(timeout)) if timeout else self.atlas_db_connect_timeout
+        server: dict[str, str] = {}
+        name = query.get("application_name")
+        if isinstance(name, str):
+            server["application_name"] = name
+        options = query.get("options")
+        if isinstance(options, str):
+            server.update(_options(options))
+        return seconds, server
 
     @property
     def atlas_libpq_url(self) -> URL:
@@ -294,6 +335,23 @@ class Settings(BaseSettings):
             password = self._atlas_base_url().password
             found.append(str(password) if password is not None else "")
         return [s for s in found if s]
+
+
+def _options(text: str) -> dict[str, str]:
+    """libpq's ``options`` (``-c name=value`` or ``-cname=value``, space-separated) as server
+    settings; raises ValueError for anything else."""
+    words, found = text.split(), {}
+    while words:
+        word = words.pop(0)
+        if word == "-c" and words:
+            word = "-c" + words.pop(0)
+        name, sep, value = word[2:].partition("=")
+        if not word.startswith("-c") or not sep or not name:
+            raise ValueError(
+                f"ATLAS_DB_URL has options={text!r}: Noctis takes only '-c name=value' settings"
+            )
+        found[name] = value
+    return found
 
 
 def check_notify_path(path: str) -> str:

@@ -36,6 +36,18 @@ def _load(**values: object) -> Settings:
         ({"noctis_augur_notify_path": "/{dream_pk!r}"}, "may only use the placeholders"),
         ({"noctis_augur_notify_path": "/{0}"}, "may only use the placeholders"),
         ({"noctis_augur_notify_path": "/{dream_pk"}, "is not a valid path template"),
+        (
+            {"atlas_db_url": "postgresql://u:s3cr3t@h/db?keepalives=1"},
+            "has the parameter(s) keepalives, which Noctis does not pass on",
+        ),
+        ({"atlas_db_url": "postgresql://u:s3cr3t@h/db?connect_timeout=x"}, "connect_timeout=x"),
+        ({"atlas_db_url": "postgresql://u:s3cr3t@h/db?connect_timeout=0"}, "connect_timeout=0"),
+        (
+            {"atlas_db_url": "postgresql://u:s3cr3t@h/db?options=--search_path%3Dx"},
+            "Noctis takes only '-c name=value' settings",
+        ),
+        ({"atlas_db_connect_timeout": "inf"}, "ATLAS_DB_CONNECT_TIMEOUT"),
+        ({"noctis_augur_timeout": "nan"}, "NOCTIS_AUGUR_TIMEOUT"),
     ],
 )
 def test_a_refused_setting_is_named_and_its_value_is_not(
@@ -86,10 +98,34 @@ def test_libpq_tls_parameters_leave_the_asyncpg_url_and_reach_libpq_clients() ->
     settings = _load(
         atlas_db_url="postgresql://u:p@h/db?sslmode=verify-full&sslrootcert=/r.crt&application_name=x"
     )
-    assert settings.atlas_url.query == {"application_name": "x"}
+    assert settings.atlas_url.query == {}
+    assert settings.atlas_connection == (10.0, {"application_name": "x"})
     assert settings.atlas_libpq_url.query["sslmode"] == "verify-full"
     assert settings.atlas_sync_url.drivername == "postgresql+psycopg"
     assert settings.atlas_tls == TlsSettings(mode="verify-full", root_cert="/r.crt")
+
+
+def test_libpq_connection_parameters_reach_the_async_engine_as_its_own() -> None:
+    """asyncpg takes no connect_timeout, application_name or options keyword: every database
+    command crashed with a TypeError on these libpq parameters (found by a review)."""
+    settings = _load(
+        atlas_db_url="postgresql://u:p@h/db?connect_timeout=3&application_name=etl"
+        "&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D64MB&target_session_attrs=any"
+    )
+    assert settings.atlas_url.query == {"target_session_attrs": "any"}  # asyncpg takes it
+    assert settings.atlas_connection == (
+        3.0,
+        {"application_name": "etl", "statement_timeout": "5000", "work_mem": "64MB"},
+    )
+    assert settings.atlas_libpq_url.query["connect_timeout"] == "3"  # libpq reads them itself
+
+
+def test_a_password_in_the_query_is_the_urls_hidden_and_redacted() -> None:
+    settings = _load(atlas_db_url="postgresql://u@h/db?password=s3cr3t")
+    assert settings.atlas_url.password == "s3cr3t"
+    assert "s3cr3t" not in settings.atlas_url.render_as_string()
+    assert "s3cr3t" not in str(settings.atlas_libpq_url)
+    assert "s3cr3t" in settings.secrets()
 
 
 def test_tls_from_the_five_part_settings() -> None:
