@@ -200,6 +200,7 @@ def deploy(
         STANDING_FULL_NAME,
         register,
     )
+    from noctis.runtime import prefect_unreachable
     from noctis.settings import get_settings
 
     # What a redeploy changed (an automation brought back to what Noctis wants) on stderr.
@@ -208,7 +209,12 @@ def deploy(
     changes.addHandler(logging.StreamHandler(sys.stderr))
     with _one_line("Could not register the deployment"):
         pool = work_pool or get_settings().noctis_work_pool
-        deployment_id = asyncio.run(register(work_pool=pool))
+        try:
+            deployment_id = asyncio.run(register(work_pool=pool))
+        except Exception as e:
+            if (unreachable := prefect_unreachable(e)) is not None:
+                raise unreachable from None
+            raise
     console.print(f"Registered [bold]{FULL_NAME}[/bold] on work pool {pool!r} ({deployment_id})")
     others = ", ".join((DISPATCHER_FULL_NAME, STANDING_FULL_NAME, CLOSE_FULL_NAME))
     console.print(f"and {others}", highlight=False)
@@ -442,6 +448,12 @@ def outbox_deliver() -> None:
         + f", {report.pruned} pruned",
         highlight=False,
     )
+    if report.runs_unread:
+        err.print(
+            f"[yellow]Runs not watched:[/yellow] the Prefect API at PREFECT_API_URL could not be"
+            f" read ({escape(report.runs_unread)})",
+            soft_wrap=True,
+        )
     if report.stopped:
         err.print(f"[yellow]Stopped:[/yellow] {escape(report.stopped)}", soft_wrap=True)
         raise typer.Exit(1)

@@ -214,6 +214,8 @@ class DispatchReport:
     pruned: int = 0
     stopped: str | None = None
     """Why the pass stopped early: Augur did not take a notification (its error)."""
+    runs_unread: str | None = None
+    """Why the ended runs could not be read from the Prefect API (none were announced)."""
     keys: list[str] = field(default_factory=list)
     """The keys delivered, in order."""
 

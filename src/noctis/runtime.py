@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from noctis.augur import AugurClient
 from noctis.db import make_engine, make_session_factory
+from noctis.errors import PrefectUnavailable
 from noctis.finders import AoiLimits, aoi_limits
 from noctis.settings import Settings
 from noctis.unit_of_work import UnitOfWork
@@ -73,3 +74,20 @@ def current_runtime() -> Runtime:
     if runtime is None:
         raise RuntimeError("No Noctis runtime: call the task from within a Noctis flow")
     return runtime
+
+
+_API_UNREACHABLE = "Failed to reach API at"  # Prefect's RuntimeError when the server is down
+
+
+def prefect_unreachable(error: BaseException) -> PrefectUnavailable | None:
+    """A :class:`PrefectUnavailable` saying what to do, for an error raised because the
+    Prefect API at ``PREFECT_API_URL`` could not be reached; None for any other error."""
+    if isinstance(error, httpx.TransportError) or (
+        isinstance(error, RuntimeError) and _API_UNREACHABLE in str(error)
+    ):
+        return PrefectUnavailable(
+            f"the Prefect API at PREFECT_API_URL could not be reached ({type(error).__name__}):"
+            " start it (`prefect server start`, or the compose stack), or unset PREFECT_API_URL"
+            " to run on a temporary server of this process"
+        )
+    return None

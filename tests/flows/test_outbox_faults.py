@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
@@ -25,6 +26,7 @@ from prefect.client.schemas.objects import State, StateType
 
 from noctis.augur import Notification, failed_key
 from noctis.deployment import FULL_NAME, STUCK_CRASH_MESSAGE, register
+from noctis.flows import outbox_dispatcher
 from noctis.flows.outbox_dispatcher import dispatch_once
 from noctis.outbox import DISPATCH_LANES
 from noctis.settings import Settings, get_settings
@@ -355,3 +357,27 @@ async def test_a_lingering_pass_ends_when_its_time_is_up(
     assert report.delivered == 0 and report.stopped is not None and "HTTP 503" in report.stopped
     assert report.retried >= 3  # it kept trying
     assert {r["state"] for r in await outbox_rows(admin)} == {"pending"}
+
+
+async def test_a_pass_delivers_when_the_prefect_api_is_down(
+    study_env: Settings,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ended runs are read from the Prefect API first; when it is down, the pass still
+    delivers what waits (it crashed with a traceback and delivered nothing; a review)."""
+    _env(monkeypatch, NOCTIS_AUGUR_MAX_ATTEMPTS="2")
+    [(finder, dream, _)] = await _study(admin, n=1)
+    augur_stub.fallback(503)
+    assert (await run_study(finder, dream)).is_failed()
+    augur_stub.fallback(200)
+
+    async def down(since: object) -> list[object]:
+        raise httpx.ConnectError("All connection attempts failed")
+
+    monkeypatch.setattr(outbox_dispatcher, "ended_runs", down)
+    report = await dispatch_once(get_settings(), watch_runs=True)
+    assert report.delivered == 1 and report.announced == 0
+    assert report.runs_unread == "ConnectError: All connection attempts failed"
+    assert {r["state"] for r in await outbox_rows(admin)} == {"delivered"}

@@ -26,6 +26,7 @@ import contextlib
 import sys
 from typing import Annotated
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.concurrency.asyncio import concurrency
@@ -38,7 +39,7 @@ from noctis.flows.notify import deliver, failure_announced
 from noctis.flows.tasks import database_task, flow_run_id, from_deployment
 from noctis.plans import plan_in_link
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
-from noctis.runtime import current_runtime, open_runtime
+from noctis.runtime import current_runtime, open_runtime, prefect_unreachable
 from noctis.settings import get_settings
 from noctis.study import (
     CheckedStudy,
@@ -240,7 +241,9 @@ async def run_here(imagery_finder_pk: int, dream_pk: int) -> StudyResult:
         state = await imagery_finder_study(
             imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
         )
-    except RuntimeError as e:
+    except (RuntimeError, httpx.TransportError) as e:
+        if (unreachable := prefect_unreachable(e)) is not None:
+            raise unreachable from None
         if EPHEMERAL_TIMEOUT not in str(e):
             raise
         raise PrefectUnavailable(

@@ -135,7 +135,16 @@ async def dispatch_once(
         since = datetime.now(UTC) - outbox.look_back(settings.retention)
 
         async def announce() -> int:
-            ended = await ended_runs(since)
+            try:
+                ended = await ended_runs(since)
+            except Exception as e:  # Prefect's API down: deliver anyway, announce next pass
+                report.runs_unread = f"{type(e).__name__}: {e}"
+                logging.getLogger(__name__).warning(
+                    "Could not read the ended study runs from the Prefect API (%s): the outbox"
+                    " is delivered, dead runs are announced by a later pass",
+                    report.runs_unread,
+                )
+                return 0
             return len(
                 await outbox.announce_ended_runs(runtime.unit_of_work, ended, started_after=since)
             )
