@@ -53,8 +53,11 @@ app.add_typer(archive_app, name="archive")
 console = Console()
 err = Console(stderr=True)
 
-FinderPk = Annotated[int, typer.Option("--imagery-finder-pk", min=1, help="ImageryFinder id.")]
-DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, help="Dream id.")]
+PK_MAX = 2**63 - 1  # bigint
+FinderPk = Annotated[
+    int, typer.Option("--imagery-finder-pk", min=1, max=PK_MAX, help="ImageryFinder id.")
+]
+DreamPk = Annotated[int, typer.Option("--dream-pk", min=1, max=PK_MAX, help="Dream id.")]
 
 
 class ExportFormat(StrEnum):
@@ -480,7 +483,9 @@ def outbox_status(
 
 @outbox_app.command("requeue")
 def outbox_requeue(
-    ids: Annotated[list[int] | None, typer.Option("--id", help="A dead row's id.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", min=1, max=PK_MAX, help="A dead row's id.")
+    ] = None,
     every: Annotated[bool, typer.Option("--all", help="Every dead row.")] = False,
 ) -> None:
     """Give dead notifications a new retry budget (after fixing what Augur refused)."""
