@@ -43,7 +43,7 @@ from string import Formatter
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from noctis.errors import ConfigurationError
@@ -394,6 +394,30 @@ def load_settings(**values: object) -> Settings:
     :class:`ConfigurationError` naming the variables (never their values)."""
     try:
         return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as e:
+        raise ConfigurationError(_describe(e)) from None
+
+
+class _GivenOnly(Settings):
+    """Settings from the values given and the defaults: no environment variable, no ``.env``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def given_settings(**values: object) -> Settings:
+    """:func:`load_settings` from ``values`` and the defaults alone, whatever the environment
+    holds (``noctis demo``: its throwaway database, not the shell's Atlas or TLS settings)."""
+    try:
+        return _GivenOnly(**values)  # type: ignore[arg-type]
     except ValidationError as e:
         raise ConfigurationError(_describe(e)) from None
 

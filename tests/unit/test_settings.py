@@ -10,7 +10,14 @@ import pytest
 
 from noctis.db import ssl_argument
 from noctis.errors import ConfigurationError
-from noctis.settings import Settings, TlsSettings, get_settings, load_settings, use_settings
+from noctis.settings import (
+    Settings,
+    TlsSettings,
+    get_settings,
+    given_settings,
+    load_settings,
+    use_settings,
+)
 
 
 def _load(**values: object) -> Settings:
@@ -153,3 +160,20 @@ def test_use_settings_overrides_the_environment_within_the_block() -> None:
     with use_settings(mine):
         assert get_settings() is mine
     assert get_settings() is not mine
+
+
+def test_given_settings_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """noctis demo's settings: the shell's ATLAS_* and NOCTIS_* are not the demo's (an
+    ATLAS_DB_SSLMODE=verify-full there failed the demo; a review)."""
+    monkeypatch.setenv("ATLAS_DB_SSLMODE", "verify-full")
+    monkeypatch.setenv("ATLAS_DB_STATEMENT_TIMEOUT_MS", "5")
+    monkeypatch.setenv("NOCTIS_AUGUR_API_TOKEN", "has space")  # refused, were it read
+    settings = given_settings(atlas_db_url="postgresql://u:p@h/db", noctis_augur_api_url="")
+    assert settings.atlas_tls == TlsSettings()
+    assert (
+        settings.atlas_db_statement_timeout_ms
+        == Settings.model_fields["atlas_db_statement_timeout_ms"].default
+    )
+    assert settings.noctis_augur_api_token is None
+    with pytest.raises(ConfigurationError, match="ATLAS_DB_URL must be a PostgreSQL URL"):
+        given_settings(atlas_db_url="mysql://u:p@h/db")

@@ -38,7 +38,7 @@ from noctis.flows.imagery_finder_study import run_here
 from noctis.models import Dream, ImageryFinder
 from noctis.repositories import StudyItem
 from noctis.results import StudyResult, share
-from noctis.settings import Settings, use_settings
+from noctis.settings import Settings, given_settings, use_settings
 from noctis.unit_of_work import UnitOfWork
 
 DEMO_DB = "noctis_demo"
@@ -127,10 +127,9 @@ def run_demo(*, size: int, keep: bool, map_path: Path, city: str, console: Conso
         raise NoctisError(f"Unknown city {city!r}: try Paris, Tokyo, New York or Suva")
     with throwaway_postgis(console, keep=keep) as db:
         console.print(f"PostGIS: {db.how}")
-        settings = Settings(
+        settings = given_settings(  # the shell's ATLAS_* and NOCTIS_* are not the demo's
             atlas_db_url=db.server.set(database=DEMO_DB).render_as_string(hide_password=False),
             noctis_augur_api_url="",
-            _env_file=None,
         )
         with console.status("Creating and migrating the Atlas schema"):
             asyncio.run(_create_database(db.server))
