@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from noctis import __version__
-from noctis.errors import LoaderError, NoctisError, PlanError
+from noctis.errors import ConfigurationError, LoaderError, NoctisError, PlanError
 
 if TYPE_CHECKING:
     from noctis.outbox import OpenUnitOfWork
@@ -422,8 +422,9 @@ def export(
     what = "rows" if slicing is None else f"planned scenes (per {slicing})"
     console.print(
         f"Wrote {result.rows:,} {what} of ImageryFinder {imagery_finder_pk} for Dream "
-        f"{dream_pk} to {result.path} ({result.fmt})",
+        f"{dream_pk} to {escape(str(result.path))} ({result.fmt})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -442,8 +443,11 @@ def outbox_deliver() -> None:
     from noctis.settings import get_settings
 
     with _one_line("Could not deliver the outbox"):
+        settings = get_settings()
+        if not settings.augur_enabled:
+            raise ConfigurationError("NOCTIS_AUGUR_API_URL is empty: no Augur to deliver to")
         watch = prefect_api_configured()
-        report = asyncio.run(dispatch_once(get_settings(), watch_runs=watch))
+        report = asyncio.run(dispatch_once(settings, watch_runs=watch))
     console.print(
         f"{report.delivered} delivered, {report.dead + report.given_up} dead, "
         f"{report.announced} failed run(s) announced"

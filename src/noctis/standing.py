@@ -262,6 +262,7 @@ async def _not_standing(
         finder = await uow.finders.get(finder_id)
     except FinderNotFound:
         return StudyNeverRan(finder_id, dream_id)
+    await uow.dreams.get(dream_id)  # an unknown dream: DreamNotFound, not a window's reason
     rows = await uow.lookups.count(finder_id=finder_id, dream_id=dream_id)
     ran = f"it ran ({rows:,} lookup row{'s' * (rows != 1)}, kept) but " if rows else ""
     days = f"{grace / timedelta(days=1):g} days (NOCTIS_STANDING_GRACE_DAYS)"

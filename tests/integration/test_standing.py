@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from noctis import standing
 from noctis.augur import AugurClient, RetryPolicy
-from noctis.errors import StudyNeverRan, StudyNotStanding
+from noctis.errors import DreamNotFound, StudyNeverRan, StudyNotStanding
 from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
@@ -396,6 +396,16 @@ async def test_closing_a_study_that_never_ran_names_it(session_factory: Factory)
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(StudyNeverRan, match="ImageryFinder 7 for Dream 3 is not a standing"):
             await standing.close_study(uow, finder_id=7, dream_id=3)
+
+
+async def test_closing_a_study_of_an_unknown_dream_says_so(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    finder = await add_finder(session, square(10, 45, 0.5), end=date(2020, 1, 31))
+    await session.commit()
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(DreamNotFound, match="Dream 987654 does not exist"):
+            await standing.close_study(uow, finder_id=finder.id, dream_id=987654)
 
 
 async def test_closing_a_study_that_ran_but_never_stood_says_why(
