@@ -108,7 +108,10 @@ def run(
     from noctis.console import result_table
     from noctis.flows.imagery_finder_study import run_here
     from noctis.flows.outbox_dispatcher import prefect_api_configured
+    from noctis.settings import get_settings
 
+    with _one_line("Study failed"):
+        get_settings()  # a refused setting fails here, before a Prefect server is started
     if not prefect_api_configured():
         err.print(
             "No PREFECT_API_URL: Prefect starts a temporary server for this run (about 10 s). "
