@@ -148,9 +148,14 @@ def make_sync_engine(settings: Settings) -> Engine:
         connect_args={
             "application_name": name,
             "connect_timeout": max(1, math.ceil(seconds)),  # libpq reads 0 as "wait forever"
-            "options": " ".join(f"-c {key}={value}" for key, value in server.items()),
+            "options": " ".join(f"-c {key}={_escaped(value)}" for key, value in server.items()),
         },
     )
+
+
+def _escaped(value: str) -> str:
+    """A value in libpq's ``options``: a backslash escapes a space or a backslash."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ never its value:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -225,6 +226,11 @@ class Settings(BaseSettings):
             raise ValueError(f"ATLAS_DB_URL must be a PostgreSQL URL, not {url.get_backend_name()}")
         if url.port is not None and not 0 < url.port < 65536:
             raise ValueError(f"ATLAS_DB_URL has port {url.port}: it must be within 1..65535")
+        password = url.query.get("password")
+        if password is not None:  # libpq's other spelling: kept where it is hidden and redacted
+            if url.password is not None and str(url.password) != str(password):
+                raise ValueError("ATLAS_DB_URL gives two different passwords: keep one")
+            url = url.difference_update_query(["password"]).set(password=str(password))
         if url.password is not None and _has_control(str(url.password)):
             raise ValueError("ATLAS_DB_URL has a control character in its password")
         mode = url.query.get("sslmode")
@@ -236,12 +242,8 @@ class Settings(BaseSettings):
                 f"ATLAS_DB_URL has the parameter(s) {', '.join(unknown)}, which Noctis does not "
                 f"pass on: it takes {', '.join(_URL_PARAMS)}"
             )
-        password = url.query.get("password")
-        if password is not None:  # libpq's other spelling: kept where it is hidden and redacted
-            url = url.difference_update_query(["password"])
-            url = url if url.password is not None else url.set(password=str(password))
         timeout = url.query.get("connect_timeout")
-        if timeout is not None and not (isinstance(timeout, str) and timeout.isdigit()):
+        if timeout is not None and not re.fullmatch("[0-9]{1,9}", str(timeout)):
             raise ValueError(f"ATLAS_DB_URL has connect_timeout={timeout}: a number of seconds")
         if isinstance(timeout, str) and not int(timeout):
             raise ValueError("ATLAS_DB_URL has connect_timeout=0 (libpq: forever): use seconds")
@@ -337,10 +339,16 @@ class Settings(BaseSettings):
         return [s for s in found if s]
 
 
+_OWN_SETTINGS = ("statement_timeout", "jit")
+"""Server settings Noctis sets itself (``ATLAS_DB_STATEMENT_TIMEOUT_MS``; JIT off, and no
+timeout for migrations): not taken from ``options``."""
+
+
 def _options(text: str) -> dict[str, str]:
-    """libpq's ``options`` (``-c name=value`` or ``-cname=value``, space-separated) as server
-    settings; raises ValueError for anything else."""
-    words, found = text.split(), {}
+    r"""libpq's ``options`` (``-c name=value`` or ``-cname=value``, separated by spaces; ``\``
+    escapes a space or a backslash) as server settings; raises ValueError for anything else."""
+    words = [re.sub(r"\\(.)", r"\1", w) for w in re.findall(r"(?:\\.|\S)+", text)]
+    found: dict[str, str] = {}
     while words:
         word = words.pop(0)
         if word == "-c" and words:
@@ -349,6 +357,11 @@ def _options(text: str) -> dict[str, str]:
         if not word.startswith("-c") or not sep or not name:
             raise ValueError(
                 f"ATLAS_DB_URL has options={text!r}: Noctis takes only '-c name=value' settings"
+            )
+        if name in _OWN_SETTINGS:
+            raise ValueError(
+                f"ATLAS_DB_URL sets {name} in options: Noctis sets it itself"
+                " (ATLAS_DB_STATEMENT_TIMEOUT_MS; JIT is off)"
             )
         found[name] = value
     return found

@@ -7,7 +7,10 @@ from sqlalchemy import text
 from noctis.db import make_engine, sync_session
 from noctis.settings import Settings, load_settings
 
-QUERY = "connect_timeout=3&application_name=etl&options=-c%20work_mem%3D7MB"
+QUERY = (
+    "connect_timeout=3&application_name=etl"
+    "&options=-c%20work_mem%3D7MB%20-c%20search_path%3Dpublic,%5C%20topology"
+)
 
 
 def _with_query(settings: Settings) -> Settings:
@@ -21,11 +24,13 @@ async def test_the_async_engine_takes_them(atlas_settings: Settings) -> None:
         async with engine.connect() as conn:
             name = (await conn.execute(text("SHOW application_name"))).scalar_one()
             memory = (await conn.execute(text("SHOW work_mem"))).scalar_one()
+            path = (await conn.execute(text("SHOW search_path"))).scalar_one()
     finally:
         await engine.dispose()
-    assert (name, memory) == ("etl", "7MB")
+    assert (name, memory, path) == ("etl", "7MB", "public, topology")
 
 
 def test_the_sync_engine_takes_them(atlas_settings: Settings) -> None:
     with sync_session(_with_query(atlas_settings)) as session:
         assert session.execute(text("SHOW work_mem")).scalar_one() == "7MB"
+        assert session.execute(text("SHOW search_path")).scalar_one() == "public, topology"

@@ -54,6 +54,13 @@ def _load(**values: object) -> Settings:
             "Noctis takes only '-c name=value' settings",
         ),
         ({"atlas_db_connect_timeout": "inf"}, "ATLAS_DB_CONNECT_TIMEOUT"),
+        ({"atlas_db_url": "postgresql://u:s3cr3t@h/db?connect_timeout=%C2%B2"}, "connect_timeout"),
+        ({"atlas_db_url": "postgresql://u@h/db?password=s3%0Acr3t"}, "a control character"),
+        ({"atlas_db_url": "postgresql://u:s3cr3t@h/db?password=other"}, "two different passwords"),
+        (
+            {"atlas_db_url": "postgresql://u:s3cr3t@h/db?options=-c%20statement_timeout%3D5"},
+            "sets statement_timeout in options: Noctis sets it itself",
+        ),
         ({"noctis_augur_timeout": "nan"}, "NOCTIS_AUGUR_TIMEOUT"),
     ],
 )
@@ -117,12 +124,12 @@ def test_libpq_connection_parameters_reach_the_async_engine_as_its_own() -> None
     command crashed with a TypeError on these libpq parameters (found by a review)."""
     settings = _load(
         atlas_db_url="postgresql://u:p@h/db?connect_timeout=3&application_name=etl"
-        "&options=-c%20statement_timeout%3D5000%20-cwork_mem%3D64MB&target_session_attrs=any"
+        "&options=-c%20lock_timeout%3D5000%20-cwork_mem%3D64MB&target_session_attrs=any"
     )
     assert settings.atlas_url.query == {"target_session_attrs": "any"}  # asyncpg takes it
     assert settings.atlas_connection == (
         3.0,
-        {"application_name": "etl", "statement_timeout": "5000", "work_mem": "64MB"},
+        {"application_name": "etl", "lock_timeout": "5000", "work_mem": "64MB"},
     )
     assert settings.atlas_libpq_url.query["connect_timeout"] == "3"  # libpq reads them itself
 
@@ -133,6 +140,11 @@ def test_a_password_in_the_query_is_the_urls_hidden_and_redacted() -> None:
     assert "s3cr3t" not in settings.atlas_url.render_as_string()
     assert "s3cr3t" not in str(settings.atlas_libpq_url)
     assert "s3cr3t" in settings.secrets()
+
+
+def test_options_take_libpq_escaped_spaces() -> None:
+    settings = _load(atlas_db_url=r"postgresql://u:p@h/db?options=-c%20search_path%3Da,\%20b")
+    assert settings.atlas_connection[1] == {"search_path": "a, b"}
 
 
 def test_tls_from_the_five_part_settings() -> None:
