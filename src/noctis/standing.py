@@ -278,7 +278,8 @@ async def _not_standing(
     if rows:
         return StudyNotStanding(
             finder_id, dream_id,
-            f"{ran}its window had ended more than {days} ago when it last ran, so it did not "
-            "stand: rerun it to make it stand",
+            f"{ran}it has no standing row though its window can stand now: it last ran before "
+            "Noctis recorded standing studies (Alembic 0004), or its window was extended since "
+            "it last ran: rerun it to make it stand",
         )  # fmt: skip
     return StudyNeverRan(finder_id, dream_id)

@@ -415,6 +415,7 @@ async def test_closing_a_study_that_ran_but_never_stood_says_why(
     await _item(admin, square(10, 45, 0.1), at=datetime(2024, 6, 1, tzinfo=UTC))
     past = await _study(session, session_factory, square(10, 45, 0.5), end=ended)
     empty = await _study(session, session_factory, square(50, 45, 0.5), end=ended)  # no match
+    open_ended = await _study(session, session_factory, square(10, 45, 0.5))
     for (finder, dream), ran in ((past, "it ran (1 lookup row, kept) but "), (empty, "")):
         async with UnitOfWork(session_factory) as uow:
             with pytest.raises(StudyNotStanding) as raised:
@@ -429,8 +430,15 @@ async def test_closing_a_study_that_ran_but_never_stood_says_why(
     # It ran with such a window, which Augur has opened since: a rerun makes it stand.
     await admin.execute("UPDATE imagery_finder SET end_date = NULL WHERE id = %s", (past[0],))
     async with UnitOfWork(session_factory) as uow:
-        with pytest.raises(StudyNotStanding, match="when it last ran, so it did not stand: rerun"):
+        with pytest.raises(StudyNotStanding, match="or its window was extended since it last ran"):
             await standing.close_study(uow, finder_id=past[0], dream_id=past[1], grace=GRACE)
+    # A study that last ran before revision 0004 has rows and no standing row, window open.
+    await admin.execute("DELETE FROM standing_study WHERE imagery_finder_id = %s", (open_ended[0],))
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(StudyNotStanding, match=r"before Noctis recorded standing studies"):
+            await standing.close_study(
+                uow, finder_id=open_ended[0], dream_id=open_ended[1], grace=GRACE
+            )
 
 
 async def test_a_scene_is_evaluated_by_one_batch_at_a_time(
