@@ -32,8 +32,10 @@ footprint, time, cloud cover or collection changed), its lookup row is deleted, 
 study's ``updated`` notification counts it in ``removed_count`` (``matched_count`` is the total
 after the batch). The batch deletes that study's stored coverage plans in the same transaction
 (a plan never names or counts a scene that is gone): ``noctis plan`` or a rerun makes new ones.
-The lookup rows of closed studies are never touched: they are the record of what the study
-found. A deleted scene takes its lookup rows with it (foreign key cascade).
+A closed study's lookup rows change only by what was queued while it stood (the rule is judged
+at each scene's queue time, above), even when the matcher reaches it after the close; nothing
+queued after the close touches them: they are the record of what the study found. A deleted
+scene takes its lookup rows with it (foreign key cascade).
 """
 
 from __future__ import annotations
