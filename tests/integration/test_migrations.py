@@ -133,3 +133,58 @@ def test_constraint_names_match_the_models(template_url: URL) -> None:
     finally:
         engine.dispose()
     assert actual == expected
+
+
+def test_0005_recomputes_what_the_geography_rule_stored(empty_db: URL) -> None:
+    """A large study linked under 0004 (its coverages and standing area measured as geography)
+    gets the equal-area values; a small one keeps its rows untouched."""
+    settings = _settings_for(empty_db)
+    migrate.upgrade(settings, "0004")
+    large = "POLYGON((30 50, 180 50, 180 75, 30 75, 30 50))"
+    small = "POLYGON((10 45, 10.5 45, 10.5 45.5, 10 45.5, 10 45))"
+    south = "POLYGON((30 50, 180 50, 180 58, 30 58, 30 50))"
+    geography = "ST_Area(ST_GeomFromText(%s, 4326)::geography)"
+    with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
+        dream = conn.execute("INSERT INTO dream (name) VALUES ('d') RETURNING id").fetchone()
+        ids = {}
+        for name, wkt in (("large", large), ("small", small)):
+            row = conn.execute(
+                "INSERT INTO imagery_finder (name, location) VALUES (%s,"
+                " ST_GeomFromText(%s, 4326)) RETURNING id",
+                (name, wkt),
+            ).fetchone()
+            assert row is not None and dream is not None
+            ids[name] = row[0]
+        scene = conn.execute(
+            "INSERT INTO archive_item (external_id, collection, footprint, acquired_at)"
+            " VALUES ('s', 'c', ST_GeomFromText(%s, 4326), now()) RETURNING id",
+            (south,),
+        ).fetchone()
+        assert scene is not None and dream is not None
+        old = conn.execute(
+            f"SELECT least(1.0, {geography} / {geography})", (south, large)
+        ).fetchone()
+        assert old is not None and old[0] == pytest.approx(0.4615, abs=1e-4)  # geography's
+        for name in ("large", "small"):
+            conn.execute(
+                "INSERT INTO archive_lookup_item (dream_id, imagery_finder_id, archive_item_id,"
+                " coverage) VALUES (%s, %s, %s, 0.123)",
+                (dream[0], ids[name], scene[0]),
+            )
+        conn.execute(
+            "INSERT INTO standing_study (imagery_finder_id, dream_id, location, area_m2)"
+            f" VALUES (%s, %s, ST_GeomFromText(%s, 4326), {geography})",
+            (ids["large"], dream[0], large, large),
+        )
+    migrate.upgrade(settings)
+    with psycopg.connect(libpq_dsn(empty_db)) as conn:
+        coverage = dict(
+            conn.execute(
+                "SELECT f.name, l.coverage FROM archive_lookup_item l"
+                " JOIN imagery_finder f ON f.id = l.imagery_finder_id"
+            ).fetchall()
+        )
+        area = conn.execute("SELECT area_m2 FROM standing_study").fetchone()
+    assert coverage["large"] == pytest.approx(0.4097, abs=2e-4)  # pyproj: 0.40970
+    assert coverage["small"] == 0.123  # under 1°: left as it was
+    assert area is not None and area[0] == pytest.approx(21_360_094e6, rel=1e-6)
