@@ -80,8 +80,11 @@ async def test_close_study_stops_the_matching_and_an_unknown_study_fails_with_it
     assert (report.scenes, report.new, report.standing) == (3, 0, 0)
     unknown = await close_study(imagery_finder_pk=finder, dream_pk=dream + 99, return_state=True)
     assert unknown.is_failed()
-    assert f"ImageryFinder {finder} for Dream {dream + 99} is not a standing study" in str(
-        unknown.message
+    assert f"Dream {dream + 99} does not exist" in str(unknown.message)  # not its window
+    never = await close_study(imagery_finder_pk=finder + 99, dream_pk=dream, return_state=True)
+    assert never.is_failed()
+    assert f"ImageryFinder {finder + 99} for Dream {dream} is not a standing study" in str(
+        never.message
     )
 
 
