@@ -178,7 +178,7 @@ def test_0005_recomputes_what_the_geography_rule_stored(empty_db: URL) -> None:
         )
     migrate.upgrade(settings)
     with psycopg.connect(libpq_dsn(empty_db)) as conn:
-        coverage = dict(
+        coverage: dict[str, float] = dict(
             conn.execute(
                 "SELECT f.name, l.coverage FROM archive_lookup_item l"
                 " JOIN imagery_finder f ON f.id = l.imagery_finder_id"
