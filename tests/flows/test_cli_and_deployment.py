@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -55,9 +57,22 @@ def test_run_json_prints_one_result_object(study_env: Settings) -> None:
 
 def test_run_of_an_unknown_finder_exits_1_with_the_reason(study_env: Settings) -> None:
     _, dream = _seed(study_env)
-    outcome = runner.invoke(app, ["run", "--imagery-finder-pk", "9999", "--dream-pk", str(dream)])
+    console = io.StringIO()  # a stream handler on the root logger, as Prefect's console is
+    handler = logging.StreamHandler(console)
+    logging.getLogger().addHandler(handler)
+    try:
+        outcome = runner.invoke(
+            app, ["run", "--imagery-finder-pk", "9999", "--dream-pk", str(dream)]
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
     assert outcome.exit_code == 1
     assert "ImageryFinder 9999 does not exist" in outcome.output
+    # The run's own log lines say it too, without a traceback to read through first.
+    shown = console.getvalue()
+    assert "FinderNotFound(" in shown
+    assert "ImageryFinder 9999 does not exist" in shown
+    assert "Traceback" not in shown
 
 
 def test_run_refuses_a_non_positive_pk_before_running() -> None:

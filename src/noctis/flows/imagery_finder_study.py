@@ -36,6 +36,7 @@ from pydantic import BeforeValidator, Field
 from noctis.errors import NoctisError, PrefectUnavailable
 from noctis.flows.housekeeping import prune_local_results
 from noctis.flows.notify import deliver, failure_announced
+from noctis.flows.reasons import reasons_only
 from noctis.flows.tasks import database_task, flow_run_id, from_deployment
 from noctis.plans import plan_in_link
 from noctis.results import StudyResult, artifact_key, event_payload, render_markdown
@@ -238,9 +239,10 @@ async def run_here(imagery_finder_pk: int, dream_pk: int) -> StudyResult:
     set) and return its result; raises :class:`NoctisError` with the run's message when the run
     does not complete, :class:`PrefectUnavailable` when there is no Prefect API to run it on."""
     try:
-        state = await imagery_finder_study(
-            imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
-        )
+        with reasons_only():  # a Noctis error's reason, not Prefect's traceback of it
+            state = await imagery_finder_study(
+                imagery_finder_pk=imagery_finder_pk, dream_pk=dream_pk, return_state=True
+            )
     except (RuntimeError, httpx.TransportError) as e:
         if (unreachable := prefect_unreachable(e)) is not None:
             raise unreachable from None
