@@ -52,6 +52,7 @@ from datetime import time as clock
 from noctis import outbox
 from noctis.augur import AugurClient, Notification, NotificationEvent
 from noctis.errors import DatabaseUnavailable, FinderNotFound, StudyNeverRan, StudyNotStanding
+from noctis.finders import check_row
 from noctis.outbox import OpenUnitOfWork
 from noctis.repositories import OutboxMessage, StandingState
 from noctis.settings import DEFAULT_STANDING_GRACE_DAYS
@@ -244,7 +245,8 @@ async def close_study(
     """Close a standing study: no scene ingested from now on is matched to it; its lookup rows
     stay. Closing a closed study changes nothing. A study that does not stand raises
     :class:`StudyNotStanding` saying why: its window ended more than ``grace`` ago, or it ran
-    when it had; :class:`StudyNeverRan` when it never ran."""
+    when it had; :class:`StudyNeverRan` when it never ran; :class:`InvalidFinder` when its
+    finder holds a date Noctis cannot read (before year 1, as a run says)."""
     before = await uow.standing.state(finder_id=finder_id, dream_id=dream_id, grace=timedelta(0))
     if before is None:
         raise await _not_standing(uow, finder_id=finder_id, dream_id=dream_id, grace=grace)
@@ -261,9 +263,11 @@ async def _not_standing(
 ) -> StudyNotStanding:
     """Why a study with no standing row does not stand (:func:`close_study`)."""
     try:
-        finder = await uow.finders.get(finder_id)
+        report = await uow.finders.describe(finder_id)
     except FinderNotFound:
         return StudyNeverRan(finder_id, dream_id)
+    check_row(finder_id, report)  # a date Python cannot hold: InvalidFinder, as a run says
+    finder = await uow.finders.get(finder_id)
     await uow.dreams.get(dream_id)  # an unknown dream: DreamNotFound, not a window's reason
     rows = await uow.lookups.count(finder_id=finder_id, dream_id=dream_id)
     ran = f"it ran ({rows:,} lookup row{'s' * (rows != 1)}, kept) but " if rows else ""

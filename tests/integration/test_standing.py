@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from noctis import standing
 from noctis.augur import AugurClient, RetryPolicy
-from noctis.errors import DreamNotFound, StudyNeverRan, StudyNotStanding
+from noctis.errors import DreamNotFound, InvalidFinder, StudyNeverRan, StudyNotStanding
 from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
@@ -406,6 +406,20 @@ async def test_closing_a_study_of_an_unknown_dream_says_so(
     async with UnitOfWork(session_factory) as uow:
         with pytest.raises(DreamNotFound, match="Dream 987654 does not exist"):
             await standing.close_study(uow, finder_id=finder.id, dream_id=987654)
+
+
+async def test_closing_a_study_whose_finder_has_a_bc_date_says_so(
+    session: AsyncSession, session_factory: Factory, admin: psycopg.AsyncConnection
+) -> None:
+    finder = await add_finder(session, square(10, 45, 0.5))
+    dream = await add_dream(session)
+    await session.commit()
+    await admin.execute(
+        "UPDATE imagery_finder SET start_date = '0044-03-15 BC' WHERE id = %s", (finder.id,)
+    )
+    async with UnitOfWork(session_factory) as uow:
+        with pytest.raises(InvalidFinder, match=r"has a start_date of 0044-03-15 BC, which"):
+            await standing.close_study(uow, finder_id=finder.id, dream_id=dream.id)
 
 
 async def test_closing_a_study_that_ran_but_never_stood_says_why(
