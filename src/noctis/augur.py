@@ -313,7 +313,8 @@ class AugurClient:
                 raise AugurUnavailable(
                     f"Augur at {self._base_url}{path} did not take the {what}: {attempt} attempt(s)"
                     f" over {spent:.2f} s ({stop}, limit {policy.max_attempts} attempts in"
-                    f" {policy.max_retry_seconds:g} s); last cause: {cause}"
+                    f" {policy.max_retry_seconds:g} s); last cause: {cause}",
+                    retry_after=retry_after,
                 ) from error
             logger.warning(
                 "Augur notification (%s) failed, attempt %d/%d: %s; retrying in %.2f s",

@@ -60,16 +60,21 @@ def outbox_tables(status: OutboxStatus) -> list[Table]:
     """The outbox for a terminal: counts, then the failing and the dead rows."""
     counts = status.counts
     summary = Table(title="Notifications for Augur (the outbox)")
-    for column in ("pending", "of which failing", "delivered (kept)", "dead", "oldest pending"):
-        summary.add_column(column)
-    oldest = counts["oldest_pending"]
-    summary.add_row(
+    columns = ["pending", "of which failing", "delivered (kept)", "dead", "oldest pending"]
+    oldest, waiting = counts["oldest_pending"], counts.get("waiting_until")
+    cells = [
         str(counts["pending"]),
         str(counts["failing"]),
         str(counts["delivered"]),
         str(counts["dead"]),
         "-" if oldest is None else f"{oldest:%Y-%m-%d %H:%M:%S %Z}",
-    )
+    ]
+    if waiting is not None:  # Augur's Retry-After: nothing is sent before then
+        columns.append("Augur asked to wait until")
+        cells.append(f"{waiting:%Y-%m-%d %H:%M:%S %Z}")
+    for column in columns:
+        summary.add_column(column)
+    summary.add_row(*cells)
     tables = [summary]
     for title, entries in (("Failing (retried)", status.failing), ("Dead", status.dead)):
         if not entries:

@@ -211,9 +211,16 @@ class AugurError(NoctisError):
 
 
 class AugurUnavailable(AugurError):
-    """Augur could not be reached or answered with a transient error, after every retry."""
+    """Augur could not be reached or answered with a transient error, after every retry.
+
+    ``retry_after``: the seconds Augur's last answer asked to wait (its ``Retry-After``), if it
+    asked; the outbox's senders call Augur again no sooner."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class AugurRejected(AugurError):

@@ -215,6 +215,9 @@ class NotificationOutbox(Base):
             "delivered_at",
             postgresql_where=text("state = 'delivered'"),
         ),
+        # Augur's latest answer, whatever the row's state (every delivery sets queued_at): its
+        # Retry-After holds the senders (OutboxRepository.asked_to_wait). Alembic 0006.
+        Index("ix_notification_outbox_queued_at", "queued_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -10,6 +10,10 @@ A notification is written into the outbox in the transaction of what it reports
   sent by two senders at once, and a pass sends a row at most once; the pass stops at the
   first delivery Augur does not take, so a down Augur costs one retry budget per pass, and a
   row tried in vain goes to the back of the queue, so one bad row never starves the others.
+  When Augur's last answer asked for a longer wait than a retry budget (``Retry-After``), the
+  dispatcher and the standing passes send nothing until then (:meth:`asked_to_wait
+  <noctis.repositories.outbox.OutboxRepository.asked_to_wait>`): the wait is kept in the
+  attempt's history, so it holds across passes and processes.
 
 Every delivery is one :meth:`~noctis.augur.AugurClient.notify` under the Augur retry policy,
 with the row's Idempotency-Key, and is recorded in the row's history. A rejected notification
@@ -156,6 +160,7 @@ async def _attempt(augur: AugurClient, message: OutboxMessage, *, by: str) -> _S
         status=receipt.status_code if receipt else getattr(error, "status_code", None),
         http_attempts=receipt.attempts if receipt else None,
         error=None if error is None else f"{type(error).__name__}: {error}",
+        retry_after=error.retry_after if isinstance(error, AugurUnavailable) else None,
     )
     return _Sent(message, attempt, receipt, error)
 
@@ -171,7 +176,8 @@ def _outcome(sent: _Sent, state: str) -> Delivery:
         return Delivery("dead", message, error=sent.error)
     waiting = AugurUnavailable(
         f"{sent.error}; the notification waits in the outbox ({message.key}): the dispatcher "
-        "delivers it once Augur takes it"
+        "delivers it once Augur takes it",
+        retry_after=sent.attempt.retry_after,
     )
     return Delivery("retry", message, error=waiting)
 
@@ -213,7 +219,10 @@ class DispatchReport:
     given_up: int = 0
     pruned: int = 0
     stopped: str | None = None
-    """Why the pass stopped early: Augur did not take a notification (its error)."""
+    """Why the pass stopped early: Augur did not take a notification (its error), or asked
+    not to be called yet (``waiting_until``)."""
+    waiting_until: datetime | None = None
+    """Augur's ``Retry-After``, still ahead when the pass began: nothing was sent."""
     runs_unread: str | None = None
     """Why the ended runs could not be read from the Prefect API (none were announced)."""
     keys: list[str] = field(default_factory=list)
@@ -239,6 +248,12 @@ async def dispatch(
     report = report or DispatchReport()
     async with open_uow() as uow:
         began = await uow.outbox.clock()
+        report.waiting_until = until = await uow.outbox.asked_to_wait()
+    if until is not None:  # a Retry-After longer than a retry budget: no lane sends a row
+        report.stopped = (
+            f"Augur asked not to be called before {until.isoformat(timespec='seconds')} "
+            "(Retry-After): nothing sent"
+        )
     sent: set[int] = set()  # the rows this pass took, whatever came of them
 
     async def lane() -> None:
@@ -368,9 +383,11 @@ class OutboxStatus:
 
 
 async def status(open_uow: OpenUnitOfWork, *, limit: int = 20) -> OutboxStatus:
-    """Rows by state, and the oldest failing and dead rows (``limit`` each)."""
+    """Rows by state (and until when Augur asked not to be called, if it did and that is still
+    ahead), and the oldest failing and dead rows (``limit`` each)."""
     async with open_uow() as uow:
         counts = await uow.outbox.counts()
+        counts["waiting_until"] = await uow.outbox.asked_to_wait()  # Augur's Retry-After
         failing = await uow.outbox.entries(states=["pending"], limit=limit, tried=True)
         dead = await uow.outbox.entries(states=["dead"], limit=limit)
     return OutboxStatus(counts, failing, dead)

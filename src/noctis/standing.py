@@ -221,7 +221,10 @@ async def deliver_batch(
     """Deliver a batch's notifications right after its COMMIT, together
     (:func:`noctis.outbox.deliver_many`: one claim, concurrent requests on one HTTP client, one
     transaction for the outcomes); returns how many Augur took (the rest wait in the outbox for
-    the dispatcher)."""
+    the dispatcher), or none while Augur asked to wait (its ``Retry-After``)."""
+    async with open_uow() as uow:
+        if await uow.outbox.asked_to_wait() is not None:
+            return 0
     done = await outbox.deliver_many(
         open_uow, augur, [m.id for m in messages], by=by, give_up_after=give_up_after
     )

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, StateType
+from typer.testing import CliRunner
 
 from noctis.augur import Notification, failed_key
+from noctis.cli import app
 from noctis.deployment import FULL_NAME, STUCK_CRASH_MESSAGE, register
 from noctis.flows import outbox_dispatcher
 from noctis.flows.outbox_dispatcher import dispatch_once
@@ -381,3 +384,52 @@ async def test_a_pass_delivers_when_the_prefect_api_is_down(
     assert report.delivered == 1 and report.announced == 0
     assert report.runs_unread == "ConnectError: All connection attempts failed"
     assert {r["state"] for r in await outbox_rows(admin)} == {"delivered"}
+
+
+async def test_a_retry_after_past_the_budget_holds_every_pass_until_then(
+    study_env: Settings,
+    admin: psycopg.AsyncConnection,
+    augur_stub: AugurStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Augur asks for an hour, more than the 1 s retry budget: the flow leaves the row to the
+    # outbox, and no pass calls Augur before then (before, each pass did, and a lingering pass
+    # every PROBE_EVERY); once the time has come, one pass delivers it.
+    import noctis.flows.outbox_dispatcher as dispatcher
+
+    _env(monkeypatch, NOCTIS_AUGUR_MAX_RETRY_SECONDS="1")
+    monkeypatch.setattr(dispatcher, "PROBE_EVERY", timedelta(seconds=0.2))
+    [(finder, dream, _)] = await _study(admin)
+    augur_stub.script([Reply(503, headers={"Retry-After": "3600"})])
+    augur_stub.fallback(200)
+    state = await run_study(finder, dream)
+    assert state.is_failed() and "asked to wait 3600 s (Retry-After)" in (state.message or "")
+    [row] = await outbox_rows(admin)
+    assert row["state"] == "pending" and len(augur_stub.requests) == 1
+    asked = await scalar(
+        admin,
+        "SELECT (history -> -1 ->> 'retry_at')::timestamptz - (history -> -1 ->> 'at')::timestamptz"
+        " FROM notification_outbox",
+    )
+    assert abs(asked - timedelta(hours=1)) < timedelta(seconds=1)  # two clock reads apart
+
+    held = await dispatch_once(get_settings(), watch_runs=False, linger=timedelta(seconds=1))
+    assert held.delivered == 0 and held.retried == 0
+    assert held.waiting_until is not None
+    assert abs(held.waiting_until - datetime.now(UTC) - timedelta(hours=1)) < timedelta(minutes=1)
+    assert held.stopped is not None and "(Retry-After): nothing sent" in held.stopped
+    assert len(augur_stub.requests) == 1  # not called again, lingering included
+    shown = await asyncio.to_thread(CliRunner().invoke, app, ["outbox", "status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    waiting = json.loads(shown.stdout)["counts"]["waiting_until"]
+    assert datetime.fromisoformat(waiting) == held.waiting_until
+
+    # The hour has passed (the asked time moved into the past): the next pass delivers.
+    await admin.execute(
+        "UPDATE notification_outbox SET history = jsonb_set(history, '{-1,retry_at}',"
+        " to_jsonb(clock_timestamp() - interval '1 second'))"
+    )
+    report = await dispatch_once(get_settings(), watch_runs=False)
+    assert report.delivered == 1 and report.stopped is None and report.waiting_until is None
+    assert len(augur_stub.requests) == 2
+    assert [r["state"] for r in await outbox_rows(admin)] == ["delivered"]

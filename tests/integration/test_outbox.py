@@ -24,7 +24,7 @@ from noctis.augur import (
 )
 from noctis.models import ArchiveLookupItem, NotificationOutbox
 from noctis.outbox import EndedRun
-from noctis.repositories import OutboxMessage
+from noctis.repositories import Attempt, OutboxMessage
 from noctis.study import CheckedStudy, check_study, link_study
 from noctis.unit_of_work import UnitOfWork
 from tests.support.augur_stub import AugurStub, Reply
@@ -552,3 +552,66 @@ async def test_two_dispatchers_and_the_senders_of_each_row_never_send_one_row_tw
     )
     assert delivered == len(messages)
     assert {r.state for r in await _rows(session)} == {"delivered"}
+
+
+# ---------------------------------------------------------------- Augur's Retry-After, held
+
+
+async def _answer(
+    factory: Factory, message_id: int, outcome: str, retry_after: float | None = None
+) -> None:
+    """Record a delivery of ``message_id`` as if a sender had made it (claimed, answered)."""
+    async with UnitOfWork(factory) as uow:
+        assert await uow.outbox.claim(message_id) is not None
+        attempt = Attempt(by="test", outcome=outcome, seconds=0.1, retry_after=retry_after)
+        await uow.outbox.record(message_id, attempt, give_up_after=DAY)
+        await uow.commit()
+
+
+async def _asked(factory: Factory) -> datetime | None:
+    async with UnitOfWork(factory) as uow:
+        return await uow.outbox.asked_to_wait()
+
+
+async def test_augurs_latest_answer_decides_the_wait(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    studies = await _studies(session, session_factory, n=3)
+    a, b, c = [await _link(session_factory, s, run=f"run-{i}") for i, s in enumerate(studies)]
+    assert await _asked(session_factory) is None  # nothing asked yet
+    await _answer(session_factory, a.id, "unavailable", retry_after=600)
+    until = await _asked(session_factory)
+    assert until is not None
+    assert timedelta(seconds=590) < until - datetime.now(UTC) <= timedelta(seconds=600)
+    # An answer without Retry-After to a later delivery lifts it (Augur's latest word)...
+    await _answer(session_factory, b.id, "unavailable")
+    assert await _asked(session_factory) is None
+    # ... and so does a notification Augur takes, though the row that was told to wait is
+    # still pending.
+    await _answer(session_factory, a.id, "unavailable", retry_after=600)
+    assert await _asked(session_factory) is not None
+    await _answer(session_factory, c.id, "delivered")
+    assert await _asked(session_factory) is None
+    # A wait is kept when its row is given up, and lifted when an operator requeues it.
+    await _answer(session_factory, a.id, "unavailable", retry_after=600)
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.outbox.give_up_expired(give_up_after=timedelta(0), cause="test") == 2
+        await uow.commit()
+    assert await _asked(session_factory) is not None
+    assert await outbox.requeue(_opener(session_factory), [a.id]) == 1
+    assert await _asked(session_factory) is None
+
+
+async def test_a_wait_is_held_at_most_the_give_up_window(
+    session: AsyncSession, session_factory: Factory
+) -> None:
+    [study] = await _studies(session, session_factory)
+    message = await _link(session_factory, study)
+    async with UnitOfWork(session_factory) as uow:
+        assert await uow.outbox.claim(message.id) is not None
+        attempt = Attempt(by="test", outcome="unavailable", seconds=0.1, retry_after=1e300)
+        await uow.outbox.record(message.id, attempt, give_up_after=timedelta(hours=2))
+        await uow.commit()
+    until = await _asked(session_factory)
+    assert until is not None
+    assert timedelta(hours=1, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=2)

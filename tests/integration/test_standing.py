@@ -21,7 +21,7 @@ from noctis.plans import plan_in_link
 from noctis.standing import PassReport
 from noctis.study import check_study, link_study
 from noctis.unit_of_work import UnitOfWork
-from tests.support.augur_stub import AugurStub
+from tests.support.augur_stub import AugurStub, Reply
 from tests.support.factories import add_dream, add_finder, square
 from tests.support.studies import coverages, linked_ids, reference_ids, scalar
 
@@ -168,6 +168,33 @@ async def test_new_scenes_are_linked_with_the_study_rule_and_coverage_and_announ
     # A second pass finds nothing: every scene was seen once.
     again = await _pass(session_factory, augur)
     assert (again.scenes, again.new, again.notifications) == (0, 0, 0)
+
+
+async def test_a_retry_after_holds_the_next_batches_deliveries(
+    session: AsyncSession,
+    session_factory: Factory,
+    admin: psycopg.AsyncConnection,
+    augur: AugurClient,
+    augur_stub: AugurStub,
+) -> None:
+    # Augur answers the first batch's `updated` with a minute's Retry-After (past the 2 s
+    # budget): later batches leave theirs in the outbox rather than call Augur before then.
+    await _study(session, session_factory, square(10, 45, 0.5))
+    augur_stub.fallback(Reply(503, headers={"Retry-After": "60"}))
+    await _item(admin, square(10, 45, 0.2))
+    first = await _pass(session_factory, augur)
+    assert (first.notifications, first.delivered, first.undelivered) == (1, 0, 1)
+    assert len(augur_stub.requests) == 1
+    await _item(admin, square(10.1, 45, 0.2))
+    second = await _pass(session_factory, augur)
+    assert (second.new, second.notifications, second.undelivered) == (1, 1, 1)
+    assert len(augur_stub.requests) == 1  # not called within the minute asked
+    pending = await scalar(
+        admin,
+        "SELECT count(*) FROM notification_outbox WHERE state = 'pending'"
+        " AND event = 'imagery-finder-study.updated'",
+    )
+    assert pending == 2  # both batches' updates wait in the outbox
 
 
 async def test_an_update_that_moves_a_scene_out_removes_its_row_and_says_so(

@@ -123,7 +123,8 @@ async def dispatch_once(
     """One dispatcher pass (above); ``watch_runs`` False skips the Prefect API (no server).
 
     With ``linger``, a pass that Augur stopped tries again every :data:`PROBE_EVERY` until
-    Augur takes what waits or ``linger`` has passed since the pass began."""
+    Augur takes what waits or ``linger`` has passed since the pass began; when Augur asked to
+    wait (``Retry-After``), not before that time, and not at all if it lies beyond."""
     report = DispatchReport()
     began = asyncio.get_running_loop().time()
     async with open_runtime(settings) as runtime:
@@ -165,7 +166,13 @@ async def dispatch_once(
             left = began + linger.total_seconds() - asyncio.get_running_loop().time()
             if left <= 0:
                 break
-            await asyncio.sleep(min(PROBE_EVERY.total_seconds(), left))
+            pause = PROBE_EVERY.total_seconds()
+            if report.waiting_until is not None:  # Augur named a time: no probe before it
+                wait = (report.waiting_until - datetime.now(UTC)).total_seconds()
+                if wait > left:
+                    break
+                pause = max(pause, wait)
+            await asyncio.sleep(min(pause, left))
             report.stopped = None  # try again: Augur may be back
             await deliver()
         if watch_runs and report.stopped is None and (late := await announce()):

@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    DateTime,
     Double,
     Integer,
+    Interval,
     Text,
     all_,
     and_,
@@ -72,6 +74,8 @@ class Attempt:
     status: int | None = None
     http_attempts: int | None = None
     error: str | None = None
+    retry_after: float | None = None
+    """Seconds Augur's last answer asked to wait (its ``Retry-After``), if it asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,17 @@ def _message(row: Any) -> OutboxMessage:
         attempts=row.attempts,
         created_at=row.created_at,
     )
+
+
+def _retry_at(
+    now: ColumnElement[datetime], retry_after: float | None, give_up_after: timedelta
+) -> ColumnElement[Any]:
+    """When Augur asked to be called again (NULL if it did not), at most ``give_up_after``
+    ahead: every row waiting that long is dead anyway."""
+    if retry_after is None:
+        return literal(None, DateTime(timezone=True))
+    wait = timedelta(seconds=min(retry_after, give_up_after.total_seconds()))
+    return now + literal(wait, Interval)
 
 
 class OutboxRepository:
@@ -244,6 +259,7 @@ class OutboxRepository:
             "http_attempts", literal(attempt.http_attempts, Integer),
             "seconds", literal(round(attempt.seconds, 3), Double),
             "error", literal(error, Text),
+            "retry_at", _retry_at(now, attempt.retry_after, give_up_after),
         )  # fmt: skip
         history = func.jsonb_path_query_array(
             Row.history.op("||")(func.jsonb_build_array(entry)), _LATEST
@@ -321,6 +337,31 @@ class OutboxRepository:
             "pending": pending, "failing": failing_n, "delivered": delivered, "dead": dead,
             "oldest_pending": oldest,
         }  # fmt: skip
+
+    async def asked_to_wait(self) -> datetime | None:
+        """Until when Augur asked not to be called, if that is still ahead.
+
+        Augur's latest answer decides: the last delivery attempt of the row whose
+        ``queued_at`` (set by every attempt, whatever its outcome, and by a requeue) is the
+        latest. Its ``retry_at`` (a ``Retry-After``, kept in the row's history) holds the
+        senders until then; a notification taken, refused or failed without a
+        ``Retry-After`` since then lifts it, and so does an operator's requeue (the row's
+        ``queued_at`` is then later than its last attempt)."""
+        last = Row.history.op("->")(literal(-1, Integer))
+        at = last.op("->>")(literal("at", Text)).cast(DateTime(timezone=True))
+        retry_at = last.op("->>")(literal("retry_at", Text)).cast(DateTime(timezone=True))
+        requeued_since = and_(Row.requeued_at.is_not(None), Row.requeued_at > at)
+        latest = (
+            select(case((requeued_since, None), else_=retry_at).label("until"))
+            .where(Row.attempts > 0)
+            .order_by(Row.queued_at.desc())
+            .limit(1)
+            .subquery()
+        )
+        stmt = select(latest.c.until).where(latest.c.until > func.clock_timestamp())
+        async with translated("reading how long Augur asked to wait"):
+            until: datetime | None = (await self._session.execute(stmt)).scalar_one_or_none()
+        return until
 
     async def clock(self) -> datetime:
         """The database's time now (the clock of every column here)."""
