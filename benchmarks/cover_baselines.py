@@ -12,7 +12,7 @@ the lookup row's ``coverage`` first, then least cloud, then newest.
 temporary tables, as one would in SQL: the pieces (the best scene of each footprint, clipped)
 in a table with their remainder and gain, then per step one ``SELECT … ORDER BY weight * gain
 DESC LIMIT 1`` and one ``UPDATE`` of the remainders whose piece meets the one taken
-(``&&`` on a GiST index, ``ST_Difference``, geography areas). Run to compare with the
+(``&&`` on a GiST index, ``ST_Difference``, the plan's equal-area areas). Run to compare with the
 product's Python (shapely) greedy, which is what Noctis keeps (benchmarks/RESULTS.md).
 """
 
@@ -26,6 +26,7 @@ import asyncpg
 import numpy as np
 import shapely
 
+from benchmarks.sql import equal_area
 from noctis.cover import Pieces
 
 
@@ -85,9 +86,9 @@ def coverage_first(
     return np.lexsort((-acquired_s, np.where(np.isnan(cloud), np.inf, cloud), -coverage))
 
 
-_PIECES = """
+_PIECES = f"""
 CREATE TEMP TABLE cover_piece ON COMMIT DROP AS
-SELECT id, weight, piece, piece AS remainder, ST_Area(piece::geography) AS gain, false AS taken
+SELECT id, weight, piece, piece AS remainder, {equal_area("piece")} AS gain, false AS taken
 FROM (
   SELECT DISTINCT ON (a.footprint) l.id,
          (1 - 0.5 * coalesce(a.cloud_cover, 100) / 100)
@@ -104,8 +105,8 @@ _NEXT = """
 SELECT id, piece, gain FROM cover_piece WHERE NOT taken AND gain > $1
 ORDER BY weight * gain DESC, gain DESC, id LIMIT 1
 """
-_UPDATE = """
-UPDATE cover_piece c SET remainder = d.rest, gain = ST_Area(d.rest::geography)
+_UPDATE = f"""
+UPDATE cover_piece c SET remainder = d.rest, gain = {equal_area("d.rest")}
 FROM (SELECT id, ST_Difference(remainder, $1::geometry) AS rest FROM cover_piece
       WHERE NOT taken AND piece && $1::geometry AND ST_Intersects(remainder, $1::geometry)) d
 WHERE c.id = d.id
@@ -131,7 +132,7 @@ async def sql_greedy(
         await conn.execute(_PIECES, dream_id, finder_id, *window, aoi_ewkb.hex())
         await conn.execute("CREATE INDEX ON cover_piece USING gist (piece)")
         union = await conn.fetchval(
-            "SELECT coalesce(ST_Area(ST_Union(piece)::geography), 0) FROM cover_piece"
+            f"SELECT coalesce({equal_area('ST_Union(piece)')}, 0) FROM cover_piece"
         )
         covered = 0.0
         while covered < target * union:

@@ -36,28 +36,24 @@ differently, and a union's floating point depends on its order: they differ slig
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Final
 
 import asyncpg
 
 from benchmarks.cases import WINDOWS, Case, aoi_ewkb
-from benchmarks.db import archive, parse_size, size_label
-from benchmarks.sections import replace_section
+from benchmarks.db import archive, size_label
+from benchmarks.sections import section_main
+from benchmarks.sql import equal_area
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
 from noctis.repositories.union import SIEVE
 
-RESULTS: Final = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- coverage:begin -->", "<!-- coverage:end -->"
 CASES: Final = (
     Case("city", "1 year"),
@@ -73,15 +69,13 @@ MATCHES: Final = (
     f"FROM archive_item a WHERE ST_Intersects(a.footprint, {AOI})"
     " AND a.acquired_at >= $2 AND a.acquired_at < $3"
 )
-AREA: Final = "ST_Area(ST_Transform(ST_Segmentize({g}, 0.25), 6933))"
-"""Noctis' spheroidal area (noctis.repositories.geo.spheroid_area), ``{g}`` the geometry."""
 SHORTCUTS: Final = (
     f"WHEN ST_Covers(a.footprint, {AOI}) THEN $4::float8 "
-    f"WHEN ST_Covers({AOI}, a.footprint) THEN {AREA.format(g='a.footprint')} "
+    f"WHEN ST_Covers({AOI}, a.footprint) THEN {equal_area('a.footprint')} "
 )
 NOCTIS: Final = (
     f"SELECT sum(CASE {SHORTCUTS}"
-    f"ELSE {AREA.format(g=f'ST_Intersection(a.footprint, {AOI})')} END), count(*) {MATCHES}"
+    f"ELSE {equal_area(f'ST_Intersection(a.footprint, {AOI})')} END), count(*) {MATCHES}"
 )
 
 
@@ -89,8 +83,8 @@ def subdivided(vertices: int) -> str:
     return (
         f"WITH pieces AS MATERIALIZED (SELECT p FROM ST_Subdivide({AOI}, {vertices}) p) "
         f"SELECT sum(CASE {SHORTCUTS}ELSE (SELECT sum(CASE "
-        f"WHEN ST_Covers(a.footprint, p) THEN {AREA.format(g='p')} "
-        f"ELSE {AREA.format(g='ST_Intersection(a.footprint, p)')} END) "
+        f"WHEN ST_Covers(a.footprint, p) THEN {equal_area('p')} "
+        f"ELSE {equal_area('ST_Intersection(a.footprint, p)')} END) "
         f"FROM pieces WHERE ST_Intersects(p, a.footprint)) END), count(*) {MATCHES}"
     )
 
@@ -98,9 +92,7 @@ def subdivided(vertices: int) -> str:
 CLEAN: Final = (
     "CASE WHEN ST_IsValid({g}) THEN {g} ELSE ST_CollectionExtract(ST_MakeValid({g}), 3) END"
 )
-UNION_AREA: Final = (
-    "ST_Area(ST_Transform(ST_Segmentize(ST_Intersection(ST_Union({g}), " + AOI + "), 0.25), 6933))"
-)
+UNION_AREA: Final = equal_area("ST_Intersection(ST_Union({g}), " + AOI + ")")
 
 
 DISTINCT_UNION: Final = (
@@ -210,7 +202,7 @@ class Measured:
 
 async def _case(conn: asyncpg.Connection, family: Family, case: Case, runs: int) -> Measured:
     ewkb = aoi_ewkb(case.aoi)
-    area = await conn.fetchval(f"SELECT {AREA.format(g=AOI)}", ewkb)
+    area = await conn.fetchval(f"SELECT {equal_area(AOI)}", ewkb)
     start, end = WINDOWS[case.window]
     args = (ewkb, _midnight(start), _midnight(end), area)
     values: dict[str, float] = {}
@@ -291,10 +283,6 @@ def report(size: int, runs: int, measured: list[Measured]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(section: str) -> None:
-    replace_section(RESULTS, BEGIN, END, section)
-
-
 async def run(
     size: int, runs: int, server_url: str | None, log: Callable[[str], None] = print
 ) -> list[Measured]:
@@ -304,18 +292,10 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__)
-    parser.add_argument("--size", default="1M")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--server-url")
-    parser.add_argument("--write", action="store_true", help="replace its section of RESULTS.md")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    size = parse_size(args.size)
-    section = report(size, args.runs, asyncio.run(run(size, args.runs, args.server_url)))
-    print(section)
-    if args.write:
-        write(section)
-    return 0
+    return section_main(
+        argv, prog="benchmarks.coverage", doc=__doc__, size="1M", runs=5,
+        measure=run, render=report, markers=(BEGIN, END),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,28 +18,23 @@ rows): the guard halves the planner's row estimate (a CASE gets PostgreSQL's def
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
 
 from benchmarks.cases import WINDOWS, Case, aoi_ewkb
-from benchmarks.db import archive, parse_size, size_label
-from benchmarks.sections import replace_section
+from benchmarks.db import archive, size_label
+from benchmarks.sections import section_main
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn
 
-RESULTS: Final = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- match-guard:begin -->", "<!-- match-guard:end -->"
 CASES: Final = (
     Case("point", "1 month"),
@@ -155,18 +150,10 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.match_guard", description=__doc__)
-    parser.add_argument("--size", default="1M")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--server-url")
-    parser.add_argument("--write", action="store_true", help="replace its section of RESULTS.md")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    size = parse_size(args.size)
-    section = report(size, args.runs, asyncio.run(run(size, args.runs, args.server_url)))
-    print(section)
-    if args.write:
-        replace_section(RESULTS, BEGIN, END, section)
-    return 0
+    return section_main(
+        argv, prog="benchmarks.match_guard", doc=__doc__, size="1M", runs=7,
+        measure=run, render=report, markers=(BEGIN, END),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

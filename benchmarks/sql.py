@@ -30,7 +30,8 @@ VALID: Final = "ST_IsValid(a.footprint)"
 REPAIRED: Final = "ST_CollectionExtract(ST_MakeValid(a.footprint), 3)"
 
 
-def _equal_area(geom: str) -> str:
+def equal_area(geom: str) -> str:
+    """Noctis' area of ``geom`` (noctis.repositories.geo.spheroid_area), in m²."""
     return f"ST_Area(ST_Transform(ST_Segmentize({geom}, 0.25), 6933))"
 
 
@@ -38,17 +39,17 @@ def clipped_area(usual: str) -> str:
     """The area of footprint ∩ AOI; ``usual`` is the arm for a valid footprint."""
     return (
         f"CASE WHEN {VALID} THEN {usual}"
-        f" ELSE {_equal_area(f'ST_Intersection({REPAIRED}, {AOI})')} END"
+        f" ELSE {equal_area(f'ST_Intersection({REPAIRED}, {AOI})')} END"
     )
 
 
-OVERLAY: Final = _equal_area(f"ST_Intersection(a.footprint, {AOI})")
+OVERLAY: Final = equal_area(f"ST_Intersection(a.footprint, {AOI})")
 # The usual arm skips the overlay where a predicate settles it: a footprint covering the
 # AOI covers all of it (coverage 1), a footprint inside the AOI covers itself.
 SHORTCUTS: Final = (
     "CASE"
     f" WHEN ST_Covers(a.footprint, {AOI}) THEN $6::float8"
-    f" WHEN ST_Covers({AOI}, a.footprint) THEN {_equal_area('a.footprint')}"
+    f" WHEN ST_Covers({AOI}, a.footprint) THEN {equal_area('a.footprint')}"
     f" ELSE {OVERLAY} END"
 )
 COVERAGE: Final = f"least(1.0, {clipped_area(SHORTCUTS)} / $6::float8)"
@@ -103,19 +104,15 @@ WHERE l.dream_id = $1::bigint AND l.imagery_finder_id = $2::bigint"""
 _CLEAN: Final = f"CASE WHEN {VALID} THEN a.footprint ELSE {REPAIRED} END"
 
 
-def _spheroid_area(geom: str) -> str:
-    return _equal_area(f"({geom})")
-
-
 UNION_COVERAGE_PER_MATCH: Final = (
     "SELECT least(1.0, coalesce("
-    + _spheroid_area(f"ST_Union(ST_Intersection({_CLEAN}, {AOI}))")
+    + equal_area(f"ST_Union(ST_Intersection({_CLEAN}, {AOI}))")
     + ", 0.0) / $4::float8)"
     + _STUDY_ROWS
 )
 UNION_COVERAGE: Final = (
     "SELECT least(1.0, coalesce("
-    + _spheroid_area("u.g")
+    + equal_area("u.g")
     + ", 0.0) / $4::float8) FROM (SELECT ST_Intersection(ST_Union("
     + _CLEAN
     + f"), {AOI}) AS g"
@@ -130,7 +127,9 @@ JOIN_FINDER: Final = (
 WITH f AS MATERIALIZED (
     SELECT id, location,
            CASE WHEN ST_Dimension(location) = 2
-                THEN ST_Area(ST_Transform(ST_Segmentize(location, 0.25), 6933)) END AS area_m2,
+                THEN """
+    + equal_area("location")
+    + """ END AS area_m2,
            coalesce(start_date::timestamp AT TIME ZONE 'UTC', '-infinity') AS start_at,
            coalesce((end_date + 1)::timestamp AT TIME ZONE 'UTC', 'infinity') AS end_at
     FROM imagery_finder WHERE id = $2::bigint
@@ -148,8 +147,7 @@ WITH f AS MATERIALIZED (
 )
 JOIN_COVERAGE: Final = (
     "CASE WHEN f.area_m2 > 0 THEN least(1.0,"
-    " ST_Area(ST_Transform(ST_Segmentize(ST_Intersection(a.footprint, f.location), 0.25), 6933))"
-    " / f.area_m2) END"
+    f" {equal_area('ST_Intersection(a.footprint, f.location)')} / f.area_m2) END"
 )
 
 

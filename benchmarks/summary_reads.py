@@ -19,16 +19,12 @@ session factory. The counts must be equal, and equal to the non-finite items the
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Final
 
 import asyncpg
@@ -40,11 +36,10 @@ from benchmarks.cases import WINDOWS, Case, aoi
 from benchmarks.db import (
     add_study,
     archive,
-    parse_size,
     settings_for,
     size_label,
 )
-from benchmarks.sections import replace_section
+from benchmarks.sections import section_main
 from benchmarks.stats import measure_interleaved
 from noctis.db import libpq_dsn, make_engine, make_session_factory
 from noctis.models import ArchiveItem, ArchiveLookupItem
@@ -52,7 +47,6 @@ from noctis.repositories.geo import suspect
 from noctis.repositories.keys import of_study
 from noctis.unit_of_work import UnitOfWork
 
-RESULTS: Final = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- summary-reads:begin -->", "<!-- summary-reads:end -->"
 CASES: Final = (
     Case("point", "5 years"),
@@ -201,18 +195,10 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.summary_reads", description=__doc__)
-    parser.add_argument("--size", default="1M")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--server-url")
-    parser.add_argument("--write", action="store_true", help="replace its section of RESULTS.md")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    size = parse_size(args.size)
-    section = report(size, args.runs, asyncio.run(run(size, args.runs, args.server_url)))
-    print(section)
-    if args.write:
-        replace_section(RESULTS, BEGIN, END, section)
-    return 0
+    return section_main(
+        argv, prog="benchmarks.summary_reads", doc=__doc__, size="1M", runs=7,
+        measure=run, render=report, markers=(BEGIN, END),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

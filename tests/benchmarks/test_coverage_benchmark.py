@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.coverage import CASES, FAMILIES, RESULTS, report, run
+from benchmarks.coverage import CASES, FAMILIES, report, run
+from benchmarks.sections import RESULTS
 from sqlalchemy.engine import URL
 
 

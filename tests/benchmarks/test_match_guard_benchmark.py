@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.match_guard import CASES, FORMS, RESULTS, report, run
+from benchmarks.match_guard import CASES, FORMS, report, run
+from benchmarks.sections import RESULTS
 from sqlalchemy.engine import URL
 
 

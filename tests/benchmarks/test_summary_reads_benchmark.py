@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks.summary_reads import CASES, RESULTS, report, run
+from benchmarks.sections import RESULTS
+from benchmarks.summary_reads import CASES, report, run
 from sqlalchemy.engine import URL
 
 
